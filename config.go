@@ -1,0 +1,362 @@
+package sms
+
+import (
+	"crypto/x509"
+	"fmt"
+	"maps"
+	"math"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Authentication methods, as reported by a config read in auth_method.
+const (
+	authMethodToken     = "token"
+	authMethodAccessKey = "access_key"
+	authMethodPassword  = "password"
+)
+
+// Defaults and bounds of the tunable settings. The bounds exist to turn typos
+// ("cache_ttl=5000h") into a 400 instead of a surprise.
+const (
+	defaultCacheTTL        = 5 * time.Minute
+	defaultCacheMaxEntries = 10000
+	defaultRequestTimeout  = 10 * time.Second
+	defaultMaxRetries      = 2
+	defaultIAMEndpoint     = "https://iam.myhuaweicloud.com"
+
+	maxCacheTTL        = 24 * time.Hour
+	maxCacheEntries    = 1000000
+	minRequestTimeout  = time.Second
+	maxRequestTimeout  = 5 * time.Minute
+	maxRetriesLimit    = 10
+	maxUpstreamRPS     = 10000
+	maxStaleIfError    = 7 * 24 * time.Hour
+	maxTokenLength     = 16384
+	maxCACertBytes     = 1 << 20
+	maxEndpointLength  = 2048
+	maxAccessKeyLength = 128
+	maxSecretKeyLength = 256
+	maxNameLength      = 255
+	maxPasswordLength  = 1024
+)
+
+var (
+	regionPattern = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+){1,4}$`)
+	idPattern     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+)
+
+// secret holds a credential. Its String and GoString hide the value, so that a
+// config printed by mistake (%v, %+v, %#v, a panic message) cannot leak it; code
+// that needs the value converts explicitly with string(s).
+type secret string
+
+func (s secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "<redacted>"
+}
+
+func (s secret) GoString() string { return fmt.Sprintf("%q", s.String()) }
+
+// smsConfig is what sms/config stores (as JSON, under storage key "config").
+type smsConfig struct {
+	Endpoint string `json:"endpoint,omitempty"`
+	Region   string `json:"region,omitempty"`
+	CACert   string `json:"ca_cert,omitempty"`
+
+	// Method 1: a static IAM token.
+	Token secret `json:"token,omitempty"`
+
+	// Method 2: AK/SK request signing.
+	AccessKey     string `json:"access_key,omitempty"`
+	SecretKey     secret `json:"secret_key,omitempty"`
+	SecurityToken secret `json:"security_token,omitempty"`
+	ProjectID     string `json:"project_id,omitempty"`
+	DomainID      string `json:"domain_id,omitempty"`
+
+	// Method 3: an IAM user whose token the engine obtains and renews.
+	IAMEndpoint string `json:"iam_endpoint,omitempty"`
+	Username    string `json:"username,omitempty"`
+	Password    secret `json:"password,omitempty"`
+	DomainName  string `json:"domain_name,omitempty"`
+
+	CacheTTL        time.Duration `json:"cache_ttl"`
+	CacheMaxEntries int           `json:"cache_max_entries"`
+	RequestTimeout  time.Duration `json:"request_timeout"`
+	MaxRetries      int           `json:"max_retries"`
+	MaxUpstreamRPS  float64       `json:"max_upstream_rps"`
+	StaleIfError    time.Duration `json:"stale_if_error"`
+}
+
+func defaultConfig() *smsConfig {
+	return &smsConfig{
+		IAMEndpoint:     defaultIAMEndpoint,
+		CacheTTL:        defaultCacheTTL,
+		CacheMaxEntries: defaultCacheMaxEntries,
+		RequestTimeout:  defaultRequestTimeout,
+		MaxRetries:      defaultMaxRetries,
+	}
+}
+
+// clone returns a copy that an update can change without touching the original.
+func (c *smsConfig) clone() *smsConfig {
+	cp := *c
+	return &cp
+}
+
+// authMethod names the configured method, or "" when none or several are set
+// (validate reports those cases).
+func (c *smsConfig) authMethod() string {
+	methods := c.methodsInUse()
+	if len(methods) != 1 {
+		return ""
+	}
+	return methods[0].name
+}
+
+type methodFields struct {
+	name string
+	set  []string // the method's fields that have a value
+}
+
+func (c *smsConfig) methodsInUse() []methodFields {
+	var out []methodFields
+	add := func(name string, fields map[string]bool) {
+		var set []string
+		for _, f := range slices.Sorted(maps.Keys(fields)) {
+			if fields[f] {
+				set = append(set, f)
+			}
+		}
+		if len(set) > 0 {
+			out = append(out, methodFields{name: name, set: set})
+		}
+	}
+	add(authMethodToken, map[string]bool{"token": c.Token != ""})
+	add(authMethodAccessKey, map[string]bool{
+		"access_key": c.AccessKey != "", "secret_key": c.SecretKey != "",
+		"security_token": c.SecurityToken != "", "project_id": c.ProjectID != "",
+		"domain_id": c.DomainID != "",
+	})
+	add(authMethodPassword, map[string]bool{
+		"username": c.Username != "", "password": c.Password != "", "domain_name": c.DomainName != "",
+	})
+	return out
+}
+
+// endpointURL is the SMS base URL: endpoint as written, or the one derived
+// from region.
+func (c *smsConfig) endpointURL() string {
+	if c.Endpoint != "" {
+		return strings.TrimRight(c.Endpoint, "/")
+	}
+	if c.Region != "" {
+		return "https://sms." + c.Region + ".myhuaweicloud.com"
+	}
+	return ""
+}
+
+// secretValues lists the configured credentials, so that anything echoed by an
+// upstream can be scrubbed of them before it reaches a log or a Vault client.
+func (c *smsConfig) secretValues() []string {
+	var out []string
+	for _, s := range []secret{c.Token, c.SecretKey, c.SecurityToken, c.Password} {
+		if s != "" {
+			out = append(out, string(s))
+		}
+	}
+	return out
+}
+
+// validate returns every problem with the config, each naming its field.
+func (c *smsConfig) validate() []string {
+	var errs []string
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+
+	switch {
+	case c.Endpoint != "" && c.Region != "":
+		fail(`endpoint and region are both set: set one of them (clear the other with an empty value, e.g. region="")`)
+	case c.Endpoint == "" && c.Region == "":
+		fail("endpoint or region is required (e.g. endpoint=https://sms.ap-southeast-3.myhuaweicloud.com or region=ap-southeast-3)")
+	case c.Endpoint != "":
+		if err := checkEndpoint(c.Endpoint); err != nil {
+			fail("endpoint %s", err)
+		}
+	default:
+		if len(c.Region) > 64 || !regionPattern.MatchString(c.Region) {
+			fail("region must look like ap-southeast-3 (lower-case letters, digits and hyphens)")
+		}
+	}
+	if c.IAMEndpoint != "" {
+		if err := checkEndpoint(c.IAMEndpoint); err != nil {
+			fail("iam_endpoint %s", err)
+		}
+	}
+	if c.CACert != "" {
+		if len(c.CACert) > maxCACertBytes {
+			fail("ca_cert is larger than %d bytes", maxCACertBytes)
+		} else if !x509.NewCertPool().AppendCertsFromPEM([]byte(c.CACert)) {
+			fail("ca_cert must be a PEM bundle holding at least one certificate")
+		}
+	}
+
+	errs = append(errs, c.validateCredentials()...)
+
+	if c.CacheTTL < 0 || c.CacheTTL > maxCacheTTL {
+		fail("cache_ttl must be between 0 (no caching) and %s", maxCacheTTL)
+	}
+	if c.CacheMaxEntries < 1 || c.CacheMaxEntries > maxCacheEntries {
+		fail("cache_max_entries must be between 1 and %d", maxCacheEntries)
+	}
+	if c.RequestTimeout < minRequestTimeout || c.RequestTimeout > maxRequestTimeout {
+		fail("request_timeout must be between %s and %s", minRequestTimeout, maxRequestTimeout)
+	}
+	if c.MaxRetries < 0 || c.MaxRetries > maxRetriesLimit {
+		fail("max_retries must be between 0 and %d", maxRetriesLimit)
+	}
+	if math.IsNaN(c.MaxUpstreamRPS) || c.MaxUpstreamRPS < 0 || c.MaxUpstreamRPS > maxUpstreamRPS {
+		fail("max_upstream_rps must be between 0 (unlimited) and %d", maxUpstreamRPS)
+	}
+	if c.StaleIfError < 0 || c.StaleIfError > maxStaleIfError {
+		fail("stale_if_error must be between 0 (off) and %s", maxStaleIfError)
+	}
+	return errs
+}
+
+func (c *smsConfig) validateCredentials() []string {
+	var errs []string
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+
+	methods := c.methodsInUse()
+	switch len(methods) {
+	case 0:
+		return []string{"no credentials: set token, or access_key and secret_key, or username, password and domain_name"}
+	case 1:
+	default:
+		var parts []string
+		for _, m := range methods {
+			parts = append(parts, strings.Join(m.set, ", "))
+		}
+		return []string{fmt.Sprintf("credentials of more than one auth method are set (%s): configure exactly one "+
+			"method and clear the others' fields with empty values, e.g. token=\"\"", strings.Join(parts, "; "))}
+	}
+
+	switch methods[0].name {
+	case authMethodToken:
+		if err := checkVisibleASCII(string(c.Token), maxTokenLength); err != nil {
+			fail("token %s", err)
+		}
+	case authMethodAccessKey:
+		if c.AccessKey == "" || c.SecretKey == "" {
+			fail("access_key and secret_key must be set together (set: %s)", strings.Join(methods[0].set, ", "))
+		}
+		if err := checkVisibleASCII(c.AccessKey, maxAccessKeyLength); c.AccessKey != "" && err != nil {
+			fail("access_key %s", err)
+		}
+		if err := checkVisibleASCII(string(c.SecretKey), maxSecretKeyLength); c.SecretKey != "" && err != nil {
+			fail("secret_key %s", err)
+		}
+		if err := checkVisibleASCII(string(c.SecurityToken), maxTokenLength); c.SecurityToken != "" && err != nil {
+			fail("security_token %s", err)
+		}
+		if c.ProjectID != "" && !idPattern.MatchString(c.ProjectID) {
+			fail("project_id must be 1 to 64 letters, digits, '-' or '_'")
+		}
+		if c.DomainID != "" && !idPattern.MatchString(c.DomainID) {
+			fail("domain_id must be 1 to 64 letters, digits, '-' or '_'")
+		}
+	case authMethodPassword:
+		var missing []string
+		for name, v := range map[string]string{"username": c.Username, "password": string(c.Password), "domain_name": c.DomainName} {
+			if v == "" {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			fail("username, password and domain_name must be set together (missing: %s)", strings.Join(missing, ", "))
+		}
+		if err := checkPrintable(c.Username, maxNameLength); c.Username != "" && err != nil {
+			fail("username %s", err)
+		}
+		if err := checkPrintable(string(c.Password), maxPasswordLength); c.Password != "" && err != nil {
+			fail("password %s", err)
+		}
+		if err := checkPrintable(c.DomainName, maxNameLength); c.DomainName != "" && err != nil {
+			fail("domain_name %s", err)
+		}
+	}
+	return errs
+}
+
+// checkEndpoint enforces https, allowing plain http only towards loopback so
+// that a local stand-in works while credentials never cross a network in clear.
+func checkEndpoint(raw string) error {
+	if len(raw) > maxEndpointLength {
+		return fmt.Errorf("is longer than %d characters", maxEndpointLength)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("must be an absolute URL such as https://sms.ap-southeast-3.myhuaweicloud.com")
+	}
+	if u.User != nil {
+		return fmt.Errorf("must not contain user information")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "?") || strings.HasSuffix(raw, "#") {
+		return fmt.Errorf("must not contain a query or a fragment")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		if isLoopbackHost(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("must use https (plain http is accepted only for loopback hosts such as 127.0.0.1)")
+	default:
+		return fmt.Errorf("must use https")
+	}
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkVisibleASCII accepts 1 to max printable ASCII characters without
+// spaces: what fits in an HTTP header and what Huawei credentials look like.
+func checkVisibleASCII(s string, max int) error {
+	if s == "" || len(s) > max {
+		return fmt.Errorf("must be 1 to %d characters", max)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return fmt.Errorf("must contain only printable ASCII characters without spaces")
+		}
+	}
+	return nil
+}
+
+// checkPrintable accepts 1 to max characters of any script, but no control
+// characters.
+func checkPrintable(s string, max int) error {
+	if s == "" || len(s) > max {
+		return fmt.Errorf("must be 1 to %d bytes", max)
+	}
+	for _, r := range s {
+		if r == unicode.ReplacementChar || unicode.IsControl(r) {
+			return fmt.Errorf("must be valid UTF-8 without control characters")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,336 @@
+// Package smsfake is a stand-in for the Huawei Cloud SMS passphrase API and the
+// IAM token API, built from ../shared/reference/sms-api.md. Tests, `make dev`
+// and the benchmarks use it because the real cloud cannot be reached from
+// here. It checks credentials the way the API gateway does (tokens, AK/SK
+// signatures, IAM user tokens), answers with the documented error bodies and an
+// X-Request-Id header, counts what it receives, and fails on demand.
+//
+// It deliberately shares no code with the plugin: a stand-in that verified
+// signatures with the client's own signer would agree with the client's bugs.
+package smsfake
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// User is an IAM user that may obtain tokens with the password method.
+type User struct {
+	Domain   string `json:"domain"`
+	Name     string `json:"name"`
+	Password string `json:"password"`
+}
+
+// Options configures a Server. Zero values are usable: nothing is accepted.
+type Options struct {
+	Tokens         []string          // static tokens accepted as X-Auth-Token
+	AccessKeys     map[string]string // AK -> SK accepted in signatures
+	SecurityTokens map[string]string // AK -> security token, for temporary AK/SK
+	Users          []User            // IAM users
+	TokenLifetime  time.Duration     // lifetime of IAM tokens; default 24h
+	Tasks          map[string]string // task id -> passphrase
+	// AnyTask answers every well-formed task id not in Tasks with a
+	// passphrase derived from the id (for load tests over many ids).
+	AnyTask bool
+	Latency time.Duration    // added before every SMS answer
+	Now     func() time.Time // default time.Now
+}
+
+// Server is an http.Handler serving the SMS and IAM stand-ins and the control
+// API under /__fake/.
+type Server struct {
+	opts Options
+	now  func() time.Time
+
+	mu      sync.Mutex
+	tasks   map[string]string
+	issued  map[string]time.Time // IAM token -> expiry
+	faults  []*Fault
+	latency time.Duration
+	stats   Stats
+	tokens  map[string]bool
+}
+
+// Stats counts what the stand-in received.
+type Stats struct {
+	// Requests counts passphrase requests, whatever their outcome.
+	Requests int64 `json:"requests"`
+	// ByTask counts passphrase requests per task id.
+	ByTask map[string]int64 `json:"by_task"`
+	// ByAuth counts accepted passphrase requests per method: token, aksk, iam.
+	ByAuth map[string]int64 `json:"by_auth"`
+	// Rejected counts passphrase requests refused for their credentials.
+	Rejected int64 `json:"rejected"`
+	// IAMTokenRequests counts POST /v3/auth/tokens, IAMTokensIssued the successes.
+	IAMTokenRequests int64 `json:"iam_token_requests"`
+	IAMTokensIssued  int64 `json:"iam_tokens_issued"`
+	// Faults counts requests answered by an injected fault.
+	Faults int64 `json:"faults"`
+	// SignedHeaders is the SignedHeaders list of the last accepted AK/SK request.
+	SignedHeaders string `json:"signed_headers"`
+}
+
+// New builds a stand-in.
+func New(opts Options) *Server {
+	if opts.TokenLifetime <= 0 {
+		opts.TokenLifetime = 24 * time.Hour
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{opts: opts, now: now, tasks: map[string]string{}, issued: map[string]time.Time{},
+		latency: opts.Latency, tokens: map[string]bool{}}
+	for id, p := range opts.Tasks {
+		s.tasks[id] = p
+	}
+	for _, t := range opts.Tokens {
+		s.tokens[t] = true
+	}
+	s.stats = newStats()
+	return s
+}
+
+func newStats() Stats { return Stats{ByTask: map[string]int64{}, ByAuth: map[string]int64{}} }
+
+// SetTask creates or changes a task's passphrase.
+func (s *Server) SetTask(id, passphrase string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tasks[id] = passphrase
+}
+
+// DeleteTask removes a task, so that it answers 404.
+func (s *Server) DeleteTask(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.tasks, id)
+}
+
+// SetLatency changes the delay added before every SMS answer.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// AddFault queues a fault; faults are matched in the order they were added.
+func (s *Server) AddFault(f Fault) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+	return nil
+}
+
+// ClearFaults removes every fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+// RevokeTokens invalidates every IAM token issued so far, as IAM does when a
+// user's password or permissions change.
+func (s *Server) RevokeTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.issued = map[string]time.Time{}
+}
+
+// Stats returns a copy of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.stats
+	out.ByTask = make(map[string]int64, len(s.stats.ByTask))
+	for k, v := range s.stats.ByTask {
+		out.ByTask[k] = v
+	}
+	out.ByAuth = make(map[string]int64, len(s.stats.ByAuth))
+	for k, v := range s.stats.ByAuth {
+		out.ByAuth[k] = v
+	}
+	return out
+}
+
+// ResetStats zeroes the counters.
+func (s *Server) ResetStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = newStats()
+}
+
+// ServeHTTP routes SMS, IAM and control requests.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Request-Id", newRequestID())
+	path := r.URL.Path
+	switch {
+	case strings.HasPrefix(path, "/__fake/"):
+		s.serveControl(w, r)
+	case path == "/v3/auth/tokens":
+		s.serveIAMToken(w, r)
+	case strings.HasPrefix(path, "/v3/tasks/") && strings.HasSuffix(path, "/passphrase"):
+		s.servePassphrase(w, r, strings.TrimSuffix(strings.TrimPrefix(path, "/v3/tasks/"), "/passphrase"))
+	default:
+		writeError(w, http.StatusNotFound, "APIGW.0101", "The API does not exist or has not been published in the environment.")
+	}
+}
+
+func (s *Server) servePassphrase(w http.ResponseWriter, r *http.Request, taskID string) {
+	s.mu.Lock()
+	s.stats.Requests++
+	s.stats.ByTask[taskID]++
+	fault := s.takeFault("sms", taskID)
+	latency := s.latency
+	s.mu.Unlock()
+
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if r.Method != http.MethodGet {
+		writeError(w, http.StatusMethodNotAllowed, "APIGW.0102", "The method is not allowed.")
+		return
+	}
+	if fault != nil {
+		s.countFault()
+		if fault.serve(w, r, taskID) {
+			return
+		}
+	}
+
+	method, code, msg := s.authenticate(r)
+	if method == "" {
+		s.mu.Lock()
+		s.stats.Rejected++
+		s.mu.Unlock()
+		writeError(w, http.StatusUnauthorized, code, msg)
+		return
+	}
+	s.mu.Lock()
+	s.stats.ByAuth[method]++
+	passphrase, ok := s.tasks[taskID]
+	if !ok && s.opts.AnyTask && validTaskID(taskID) {
+		passphrase, ok = "passphrase-of-"+taskID, true
+	}
+	s.mu.Unlock()
+
+	if !ok {
+		writeError(w, http.StatusNotFound, "SMS.1801", "The task does not exist.")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"task_id": taskID, "passphrase": passphrase})
+}
+
+func (s *Server) countFault() {
+	s.mu.Lock()
+	s.stats.Faults++
+	s.mu.Unlock()
+}
+
+// authenticate returns the accepted method, or "" with the gateway's error.
+func (s *Server) authenticate(r *http.Request) (method, code, msg string) {
+	if tok := r.Header.Get("X-Auth-Token"); tok != "" {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.tokens[tok] {
+			return "token", "", ""
+		}
+		if exp, ok := s.issued[tok]; ok {
+			if s.now().Before(exp) {
+				return "iam", "", ""
+			}
+			return "", "APIGW.0301", "Incorrect IAM authentication information: the token expired."
+		}
+		return "", "APIGW.0301", "Incorrect IAM authentication information: the token is invalid."
+	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		signed, err := s.verifySignature(r)
+		if err != nil {
+			return "", "APIGW.0301", "Incorrect IAM authentication information: " + err.Error()
+		}
+		s.mu.Lock()
+		s.stats.SignedHeaders = signed
+		s.mu.Unlock()
+		return "aksk", "", ""
+	}
+	return "", "APIGW.0301", "Incorrect IAM authentication information: no X-Auth-Token or Authorization header."
+}
+
+func validTaskID(id string) bool {
+	if id == "" || len(id) > 36 || id == "." || id == ".." {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers with the gateway's error shape; 403 uses SMS's documented
+// body, encoded_authorization_message included.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	body := map[string]any{
+		"error_code": code,
+		"error_msg":  msg,
+		"request_id": w.Header().Get("X-Request-Id"),
+	}
+	if status == http.StatusForbidden {
+		body["encoded_authorization_message"] = "ENCODED-AUTHZ-" + strings.Repeat("X", 64)
+		body["error_param"] = []string{"You do not have permission to perform action sms:server:getTaskPassphrase on resource."}
+		body["details"] = []map[string]string{{"error_code": code, "error_msg": msg}}
+	}
+	writeJSON(w, status, body)
+}
+
+// standardError is what SMS or its gateway answers with a given status.
+func standardError(status int) (code, msg string) {
+	switch status {
+	case http.StatusBadRequest:
+		return "SMS.0201", "Invalid request."
+	case http.StatusUnauthorized:
+		return "APIGW.0301", "Incorrect IAM authentication information: the token expired."
+	case http.StatusForbidden:
+		return "SMS.9004", "The current account does not have the permission to execute policy. You do not have permission to perform action sms:server:getTaskPassphrase on resource."
+	case http.StatusNotFound:
+		return "SMS.1801", "The task does not exist."
+	case http.StatusTooManyRequests:
+		return "APIGW.0308", "The throttling threshold has been reached."
+	case http.StatusNotImplemented:
+		return "APIGW.0102", "The API is not implemented."
+	case http.StatusBadGateway:
+		return "APIGW.0202", "The backend service is unavailable."
+	case http.StatusServiceUnavailable:
+		return "APIGW.0201", "The service is unavailable."
+	case http.StatusGatewayTimeout:
+		return "APIGW.0203", "The backend service timed out."
+	default:
+		return "SMS.0001", fmt.Sprintf("System error (%d).", status)
+	}
+}

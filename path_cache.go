@@ -1,0 +1,61 @@
+package sms
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathCache(b *backend) []*framework.Path {
+	counter := func(desc string) *framework.FieldSchema {
+		return &framework.FieldSchema{Type: framework.TypeInt64, Description: desc}
+	}
+	return []*framework.Path{{
+		Pattern:      "cache",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sms", OperationSuffix: "cache"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathCacheRead,
+				Summary:  "Read cache and upstream statistics (never a passphrase).",
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+						"entries":           counter("Passphrases held now (fresh, or within stale_if_error)."),
+						"hits":              counter("Reads answered from the cache."),
+						"misses":            counter("Reads that needed an upstream fetch (their own or one in flight)."),
+						"upstream_requests": counter("HTTP requests sent to SMS, retries included."),
+						"upstream_errors":   counter("Upstream fetches that failed after their retries."),
+						"stale_served":      counter("Reads answered with an expired entry because SMS failed (stale_if_error)."),
+					}}},
+				},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:  b.pathCacheFlush,
+				Summary:   "Flush every cached passphrase.",
+				Responses: map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}},
+			},
+		},
+		HelpSynopsis:    "Statistics and flushing of the passphrase cache.",
+		HelpDescription: "Counters are cumulative since the mount was loaded; a flush empties the cache but keeps them.",
+	}}
+}
+
+func (b *backend) pathCacheRead(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+	if c := b.conn.Load(); c != nil {
+		b.cache.removeExpired(c.policy)
+	}
+	return &logical.Response{Data: map[string]any{
+		"entries":           b.cache.len(),
+		"hits":              b.cache.hits.Load(),
+		"misses":            b.cache.misses.Load(),
+		"upstream_requests": b.stats.requests.Load(),
+		"upstream_errors":   b.stats.errors.Load(),
+		"stale_served":      b.cache.staleServed.Load(),
+	}}, nil
+}
+
+func (b *backend) pathCacheFlush(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+	b.cache.flush()
+	return nil, nil
+}

@@ -1,0 +1,294 @@
+package sms
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const configStorageKey = "config"
+
+// secretFields are write-only: never returned by a read, never logged.
+var secretFields = []string{"token", "secret_key", "security_token", "password"}
+
+// configField is one writable setting: its schema and how a written value
+// lands in smsConfig. One table serves the schema, path-help and updates.
+type configField struct {
+	name   string
+	schema *framework.FieldSchema
+	apply  func(c *smsConfig, v any)
+}
+
+func str(set func(c *smsConfig, v string)) func(*smsConfig, any) {
+	return func(c *smsConfig, v any) { set(c, strings.TrimSpace(v.(string))) }
+}
+
+func seconds(set func(c *smsConfig, v time.Duration)) func(*smsConfig, any) {
+	return func(c *smsConfig, v any) {
+		secs := v.(int)
+		if secs > maxDurationSeconds {
+			// Would overflow time.Duration and could wrap into the valid range;
+			// -1 is out of every range, so validation names the field.
+			set(c, -1)
+			return
+		}
+		set(c, time.Duration(secs)*time.Second)
+	}
+}
+
+// maxDurationSeconds is far above every bound and far below an overflow.
+const maxDurationSeconds = 1 << 30
+
+func sensitive(name string) *framework.DisplayAttributes {
+	return &framework.DisplayAttributes{Name: name, Sensitive: true}
+}
+
+var configFields = []configField{
+	{"endpoint", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Base URL of the SMS API, e.g. https://sms.ap-southeast-3.myhuaweicloud.com. https is required; http is accepted only for loopback hosts. Set this or region."},
+		str(func(c *smsConfig, v string) { c.Endpoint = v })},
+	{"region", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Huawei Cloud region, e.g. ap-southeast-3; the endpoint becomes https://sms.<region>.myhuaweicloud.com. Set this or endpoint."},
+		str(func(c *smsConfig, v string) { c.Region = v })},
+	{"ca_cert", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "PEM bundle of a private CA to trust, in addition to the system roots, for the SMS and IAM endpoints."},
+		str(func(c *smsConfig, v string) { c.CACert = v })},
+	{"token", &framework.FieldSchema{Type: framework.TypeString, DisplayAttrs: sensitive("Token"),
+		Description: "Auth method token: an IAM user token sent as X-Auth-Token (1 to 16384 characters). Write-only."},
+		str(func(c *smsConfig, v string) { c.Token = secret(v) })},
+	{"access_key", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Auth method access_key: the access key ID (AK) requests are signed with."},
+		str(func(c *smsConfig, v string) { c.AccessKey = v })},
+	{"secret_key", &framework.FieldSchema{Type: framework.TypeString, DisplayAttrs: sensitive("Secret key"),
+		Description: "Auth method access_key: the secret access key (SK). Write-only."},
+		str(func(c *smsConfig, v string) { c.SecretKey = secret(v) })},
+	{"security_token", &framework.FieldSchema{Type: framework.TypeString, DisplayAttrs: sensitive("Security token"),
+		Description: "Auth method access_key: the security token of temporary AK/SK credentials, sent as X-Security-Token. Write-only."},
+		str(func(c *smsConfig, v string) { c.SecurityToken = secret(v) })},
+	{"project_id", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Auth method access_key: project ID sent (and signed) as X-Project-Id."},
+		str(func(c *smsConfig, v string) { c.ProjectID = v })},
+	{"domain_id", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Auth method access_key: account (domain) ID sent (and signed) as X-Domain-Id."},
+		str(func(c *smsConfig, v string) { c.DomainID = v })},
+	{"iam_endpoint", &framework.FieldSchema{Type: framework.TypeString, Default: defaultIAMEndpoint,
+		Description: "Auth method password: base URL of IAM. Same https rule as endpoint."},
+		str(func(c *smsConfig, v string) { c.IAMEndpoint = v })},
+	{"username", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Auth method password: IAM user name."},
+		str(func(c *smsConfig, v string) { c.Username = v })},
+	{"password", &framework.FieldSchema{Type: framework.TypeString, DisplayAttrs: sensitive("Password"),
+		Description: "Auth method password: IAM user password. Write-only."},
+		// Passwords may begin or end with spaces: kept exactly as written.
+		func(c *smsConfig, v any) { c.Password = secret(v.(string)) }},
+	{"domain_name", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Auth method password: account (domain) name the user belongs to; the token is scoped to it."},
+		str(func(c *smsConfig, v string) { c.DomainName = v })},
+	{"cache_ttl", &framework.FieldSchema{Type: framework.TypeDurationSecond, Default: int(defaultCacheTTL.Seconds()),
+		Description: "How long a passphrase is served from the cache. 0 turns caching off."},
+		seconds(func(c *smsConfig, v time.Duration) { c.CacheTTL = v })},
+	{"cache_max_entries", &framework.FieldSchema{Type: framework.TypeInt, Default: defaultCacheMaxEntries,
+		Description: "Most passphrases held in the cache; the least recently used go first."},
+		func(c *smsConfig, v any) { c.CacheMaxEntries = v.(int) }},
+	{"request_timeout", &framework.FieldSchema{Type: framework.TypeDurationSecond, Default: int(defaultRequestTimeout.Seconds()),
+		Description: "Bound on one upstream fetch, retries and rate-limit waits included; past it the read fails with 504."},
+		seconds(func(c *smsConfig, v time.Duration) { c.RequestTimeout = v })},
+	{"max_retries", &framework.FieldSchema{Type: framework.TypeInt, Default: defaultMaxRetries,
+		Description: "Retries after a connection error, 429 or 5xx (not 501), with exponential backoff and jitter."},
+		func(c *smsConfig, v any) { c.MaxRetries = v.(int) }},
+	{"max_upstream_rps", &framework.FieldSchema{Type: framework.TypeFloat, Default: 0,
+		Description: "Most requests per second this mount sends to SMS; 0 means unlimited."},
+		func(c *smsConfig, v any) { c.MaxUpstreamRPS = v.(float64) }},
+	{"stale_if_error", &framework.FieldSchema{Type: framework.TypeDurationSecond, Default: 0,
+		Description: "When SMS fails transiently, serve an expired entry up to this long past cache_ttl, with a warning. 0 turns it off."},
+		seconds(func(c *smsConfig, v time.Duration) { c.StaleIfError = v })},
+}
+
+func configSchema() map[string]*framework.FieldSchema {
+	out := make(map[string]*framework.FieldSchema, len(configFields))
+	for _, f := range configFields {
+		out[f.name] = f.schema
+	}
+	return out
+}
+
+// configReadSchema describes the read response: every setting but the
+// secrets, plus which secrets are set.
+func configReadSchema() map[string]*framework.FieldSchema {
+	out := configSchema()
+	for _, name := range secretFields {
+		delete(out, name)
+		out[name+"_set"] = &framework.FieldSchema{Type: framework.TypeBool, Description: "Whether " + name + " is set."}
+	}
+	out["auth_method"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "The configured auth method: token, access_key or password."}
+	return out
+}
+
+func pathConfig(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern:        configStorageKey,
+		DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: "sms"},
+		Fields:         configSchema(),
+		ExistenceCheck: b.configExists,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathConfigRead,
+				Summary:      "Read the engine's configuration, without its secrets.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "configuration"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: configReadSchema()}},
+				},
+			},
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				Summary:      "Configure the SMS endpoint, credentials and cache.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				Summary:      "Change the fields named in the request; the others keep their values.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:     b.pathConfigDelete,
+				Summary:      "Delete the configuration and flush the cache.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete", OperationSuffix: "configuration"},
+				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}},
+			},
+		},
+		HelpSynopsis: "Configure how the engine reaches and authenticates to SMS.",
+		HelpDescription: `
+Set endpoint (or region) and exactly one auth method:
+  token                                      a static IAM token (expires after 24 hours)
+  access_key, secret_key [, security_token]  AK/SK request signing
+  username, password, domain_name            an IAM user; the engine obtains and renews its token
+A write changes only the fields it names; clear a field with an empty value.
+Secrets (token, secret_key, security_token, password) are write-only.
+Writing or deleting the config flushes the passphrase cache.`,
+	}}
+}
+
+func loadConfig(ctx context.Context, s logical.Storage) (*smsConfig, error) {
+	entry, err := s.Get(ctx, configStorageKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading the config from storage: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	cfg := defaultConfig()
+	if err := entry.DecodeJSON(cfg); err != nil {
+		return nil, fmt.Errorf("decoding the stored config: %w", err)
+	}
+	return cfg, nil
+}
+
+func (b *backend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
+	cfg, err := loadConfig(ctx, req.Storage)
+	return cfg != nil, err
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("the engine is not configured: write %sconfig", req.MountPoint))
+	}
+	return &logical.Response{Data: map[string]any{
+		"endpoint":           cfg.Endpoint,
+		"region":             cfg.Region,
+		"ca_cert":            cfg.CACert,
+		"auth_method":        cfg.authMethod(),
+		"token_set":          cfg.Token != "",
+		"access_key":         cfg.AccessKey,
+		"secret_key_set":     cfg.SecretKey != "",
+		"security_token_set": cfg.SecurityToken != "",
+		"project_id":         cfg.ProjectID,
+		"domain_id":          cfg.DomainID,
+		"iam_endpoint":       cfg.IAMEndpoint,
+		"username":           cfg.Username,
+		"password_set":       cfg.Password != "",
+		"domain_name":        cfg.DomainName,
+		"cache_ttl":          int64(cfg.CacheTTL.Seconds()),
+		"cache_max_entries":  cfg.CacheMaxEntries,
+		"request_timeout":    int64(cfg.RequestTimeout.Seconds()),
+		"max_retries":        cfg.MaxRetries,
+		"max_upstream_rps":   cfg.MaxUpstreamRPS,
+		"stale_if_error":     int64(cfg.StaleIfError.Seconds()),
+	}}, nil
+}
+
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	stored, err := loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	cfg := defaultConfig()
+	if stored != nil {
+		cfg = stored.clone()
+	}
+
+	var problems []string
+	for _, f := range configFields {
+		v, ok, err := d.GetOkErr(f.name)
+		if err != nil {
+			// The framework's conversion errors may quote the value; name the
+			// field and the expected type instead.
+			problems = append(problems, fmt.Sprintf("%s must be a %s", f.name, typeName(f.schema.Type)))
+			continue
+		}
+		if ok {
+			f.apply(cfg, v)
+		}
+	}
+	if len(problems) == 0 {
+		problems = cfg.validate()
+	}
+	if len(problems) > 0 {
+		// The stored config is untouched.
+		return logical.ErrorResponse("invalid configuration: " + strings.Join(problems, "; ")), nil
+	}
+
+	entry, err := logical.StorageEntryJSON(configStorageKey, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, fmt.Errorf("saving the config: %w", err)
+	}
+	b.reset()
+	b.logger.Info("config written", "auth_method", cfg.authMethod(), "endpoint", cfg.endpointURL())
+	return nil, nil
+}
+
+func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if err := req.Storage.Delete(ctx, configStorageKey); err != nil {
+		return nil, fmt.Errorf("deleting the config: %w", err)
+	}
+	b.reset()
+	b.logger.Info("config deleted")
+	return nil, nil
+}
+
+func typeName(t framework.FieldType) string {
+	switch t {
+	case framework.TypeDurationSecond:
+		return "non-negative duration such as 30s, 5m or 300"
+	case framework.TypeInt:
+		return "whole number"
+	case framework.TypeFloat:
+		return "number"
+	default:
+		return "string"
+	}
+}

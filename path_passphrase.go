@@ -1,0 +1,124 @@
+package sms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const maxTaskIDLength = 36
+
+func pathPassphrase(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		// Match anything, so that a malformed task_id reaches validation and
+		// gets a 400 naming the field, rather than a bare 404 from the router.
+		Pattern:      "passphrase/" + framework.MatchAllRegex("task_id"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sms", OperationSuffix: "passphrase"},
+		Fields: map[string]*framework.FieldSchema{
+			"task_id": {
+				Type:        framework.TypeString,
+				Required:    true,
+				Description: "ID of the SMS migration task: 1 to 36 letters, digits, '-', '_' or '.'.",
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:    b.pathPassphraseRead,
+				Summary:     "Read the certificate passphrase of an SMS task.",
+				Description: "Served from the cache when fresh; otherwise fetched from SMS once, however many clients ask at the same time.",
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+						"task_id":    {Type: framework.TypeString, Description: "The task asked for."},
+						"passphrase": {Type: framework.TypeString, Description: "The task's certificate passphrase.", DisplayAttrs: sensitive("Passphrase")},
+					}}},
+				},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:    b.pathPassphraseEvict,
+				Summary:     "Evict the task's cached passphrase, without calling SMS.",
+				Description: "The next read fetches it from SMS again. Grant it separately from read in ACL policies.",
+				Responses:   map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}},
+			},
+		},
+		HelpSynopsis: "The certificate passphrase of an SMS migration task.",
+		HelpDescription: `
+Read returns task_id and passphrase, without a lease: the passphrase is not a
+credential Vault can revoke. Vault Agent templates re-read it on their static
+secret render interval. Delete evicts the cached entry.`,
+	}}
+}
+
+// validateTaskID is checked before anything else, upstream calls included.
+// "." and ".." pass the character rule but would change the upstream path.
+func validateTaskID(id string) error {
+	if len(id) == 0 || len(id) > maxTaskIDLength {
+		return fmt.Errorf("task_id must be 1 to %d characters", maxTaskIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return errors.New("task_id may contain only letters, digits, '-', '_' and '.'")
+		}
+	}
+	if id == "." || id == ".." {
+		return errors.New(`task_id must not be "." or ".."`)
+	}
+	return nil
+}
+
+func notConfigured(req *logical.Request) *logical.Response {
+	return logical.ErrorResponse(fmt.Sprintf("the engine is not configured: write %sconfig first", req.MountPoint))
+}
+
+func (b *backend) pathPassphraseRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	taskID := d.Get("task_id").(string)
+	if err := validateTaskID(taskID); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	epoch := b.cache.currentEpoch()
+	conn, err := b.connection(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return notConfigured(req), nil
+	}
+
+	ans, err := b.cache.get(ctx, taskID, epoch, conn.policy, func(ctx context.Context) (string, error) {
+		passphrase, err := conn.client.passphrase(ctx, taskID)
+		if err != nil {
+			b.stats.errors.Add(1)
+			b.logger.Warn("sms passphrase request failed", "task_id", taskID, "error", err.Error())
+		}
+		return passphrase, err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, logical.CodedError(http.StatusGatewayTimeout, "the request ended before SMS answered")
+		}
+		return nil, vaultError(err)
+	}
+
+	resp := &logical.Response{Data: map[string]any{
+		"task_id":    taskID,
+		"passphrase": ans.passphrase,
+	}}
+	if ans.staleFor != nil {
+		resp.AddWarning(fmt.Sprintf("stale passphrase served: it was fetched %s ago, past cache_ttl, and stale_if_error allows it because %s",
+			ans.age.Round(1e9), ans.staleFor.Error()))
+	}
+	return resp, nil
+}
+
+func (b *backend) pathPassphraseEvict(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	taskID := d.Get("task_id").(string)
+	if err := validateTaskID(taskID); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	b.cache.evict(taskID)
+	return nil, nil
+}
