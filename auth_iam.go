@@ -160,7 +160,7 @@ func (s *iamTokenSource) fetch(ctx context.Context) (string, error) {
 	if readErr != nil {
 		return "", transportFailure("IAM", ctx, readErr, 1)
 	}
-	s.logger.Debug("iam token request", "status", resp.StatusCode, "latency", s.now().Sub(start), "request_id", ex.requestID())
+	s.logger.Debug("iam token request", "status", resp.StatusCode, "latency", s.now().Sub(start).String(), "request_id", ex.requestID())
 
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
 		ue := ex.failure("IAM", s.scrub)
@@ -203,6 +203,6 @@ func (s *iamTokenSource) fetch(ctx context.Context) (string, error) {
 	s.token = token
 	s.renewAt = start.Add(lifetime - margin)
 	s.mu.Unlock()
-	s.logger.Debug("iam token obtained", "lifetime", lifetime, "renew_in", lifetime-margin)
+	s.logger.Debug("iam token obtained", "lifetime", lifetime.String(), "renew_in", (lifetime - margin).String())
 	return token, nil
 }

@@ -514,10 +514,10 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := t.now()
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
-		t.logger.Debug("sms request failed", "path", req.URL.Path, "latency", t.now().Sub(start), "error", describeNetError(err))
+		t.logger.Debug("sms request failed", "path", req.URL.Path, "latency", t.now().Sub(start).String(), "error", describeNetError(err))
 		return nil, err
 	}
 	t.logger.Debug("sms request", "path", req.URL.Path, "status", resp.StatusCode,
-		"latency", t.now().Sub(start), "request_id", resp.Header.Get("X-Request-Id"))
+		"latency", t.now().Sub(start).String(), "request_id", resp.Header.Get("X-Request-Id"))
 	return resp, nil
 }

@@ -1,0 +1,62 @@
+# vault-plugin-secrets-sms
+#   make dev     build everything, start the SMS stand-in and a Vault dev server with the plugin
+#   make test    unit tests (with -race) and the integration suite on a real Vault server
+#   make bench   engine benchmarks and the end-to-end benchmark against Vault baselines
+
+SHELL        := /usr/bin/env bash
+MODULE       := github.com/sms-vault/vault-plugin-secrets-sms
+VERSION      ?= v0.1.0
+GOFLAGS_RACE ?= -race
+LDFLAGS      := -s -w -X $(MODULE).Version=$(VERSION)
+FUZZTIME     ?= 10s
+
+.PHONY: all build dev test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean
+
+all: fmtcheck vet build test
+
+build:
+	go build -trimpath -ldflags '$(LDFLAGS)' -o bin/vault-plugin-secrets-sms ./cmd/vault-plugin-secrets-sms
+	go build -trimpath -o bin/sms-fake ./cmd/sms-fake
+
+# Prints the Vault binary to use, building the pinned one on first use.
+vault:
+	@scripts/vault.sh
+
+dev: build
+	scripts/dev.sh
+
+test: test-unit test-integration
+
+test-unit:
+	go test $(GOFLAGS_RACE) -count=1 ./...
+
+test-integration: build
+	VAULT_BIN="$$(scripts/vault.sh)" go test -tags integration -count=1 -timeout 30m ./integration/...
+
+# Short fuzzing of every target; longer runs: make fuzz FUZZTIME=10m
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+fuzz-ci:
+	scripts/fuzz.sh 10s
+
+bench: bench-go bench-e2e
+
+bench-go:
+	go test -run '^$$' -bench . -benchmem -count 1 .
+
+bench-e2e: build
+	VAULT_BIN="$$(scripts/vault.sh)" scripts/bench.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+fmtcheck:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	go vet ./...
+	go vet -tags integration ./integration/...
+
+clean:
+	rm -rf bin dist
