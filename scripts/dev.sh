@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# make dev: start the SMS stand-in and a Vault dev server with the plugin, on
+# 127.0.0.1, mount the engine three times (one per auth method), and print what
+# to paste next. Ctrl-C stops everything this script started.
+#
+#   DEV_VAULT_PORT  Vault's port (default 8200)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+port=${DEV_VAULT_PORT:-8200}
+vault_bin=$(scripts/vault.sh)
+
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "Port $port is in use; set DEV_VAULT_PORT to another port." >&2
+  exit 1
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sms-dev.XXXXXX")
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+  echo "Stopped Vault and the SMS stand-in."
+}
+trap cleanup EXIT INT TERM
+
+mkdir -p "$work/plugins"
+cp bin/vault-plugin-secrets-sms "$work/plugins/"
+
+# set -m gives each background job its own process group, so that cleanup
+# also stops the plugin processes Vault starts.
+set -m
+bin/sms-fake -listen 127.0.0.1:0 -url-file "$work/sms.url" >"$work/sms-fake.log" 2>&1 &
+pids+=($!)
+"$vault_bin" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
+  -dev-plugin-dir="$work/plugins" -log-level=info >"$work/vault.log" 2>&1 &
+pids+=($!)
+set +m
+
+export VAULT_ADDR="http://127.0.0.1:$port" VAULT_TOKEN=root
+for _ in $(seq 1 100); do
+  [ -s "$work/sms.url" ] && "$vault_bin" status >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$vault_bin" status >/dev/null || { echo "Vault did not start; its log:" >&2; cat "$work/vault.log" >&2; exit 1; }
+sms_url=$(cat "$work/sms.url")
+
+v() { "$vault_bin" "$@" >/dev/null; }
+# One mount per auth method; the stand-in accepts the demo credentials of each.
+v secrets enable -path=sms vault-plugin-secrets-sms
+v write sms/config endpoint="$sms_url" token=demo-token
+v secrets enable -path=sms-aksk vault-plugin-secrets-sms
+v write sms-aksk/config endpoint="$sms_url" access_key=demo-access-key secret_key=demo-secret-key
+v secrets enable -path=sms-iam vault-plugin-secrets-sms
+v write sms-iam/config endpoint="$sms_url" iam_endpoint="$sms_url" username=demo-user password=demo-password domain_name=demo-domain
+
+cat <<EOT
+
+Vault $("$vault_bin" version | awk '{print $2}' | tr -d ,) dev server on $VAULT_ADDR with vault-plugin-secrets-sms mounted at:
+  sms/       token auth
+  sms-aksk/  AK/SK signing
+  sms-iam/   IAM user (token obtained and renewed by the engine)
+SMS stand-in on $sms_url with tasks demo-task-0001, team-a-0001 and team-b-0001.
+
+In another terminal:
+
+  export VAULT_ADDR=$VAULT_ADDR
+  export VAULT_TOKEN=root
+  vault read sms/passphrase/demo-task-0001
+  vault read sms-aksk/passphrase/team-a-0001
+  vault read sms-iam/passphrase/team-b-0001
+  vault read sms/config
+  vault read sms/cache
+
+Logs: $work/vault.log and $work/sms-fake.log. Press Ctrl-C to stop.
+EOT
+wait
