@@ -1,0 +1,118 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestRaftClusterSurvivesLosingTheActiveNode runs three Vault servers with
+// integrated storage on 127.0.0.1, writes config through the leader, reads
+// through a standby, kills the active node and checks that a new leader serves
+// the same config and reads.
+func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
+	fake := standardFake(t)
+
+	// Ports first: every node's retry_join names the others.
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var nodes []*vaultServer
+	for i := range ports {
+		var peers []string
+		for j, p := range ports {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("http://127.0.0.1:%d", p))
+			}
+		}
+		nodes = append(nodes, newVaultProcessOnPort(t, fmt.Sprintf("node%d", i+1), ports[i],
+			serverConfig{raft: true, nodeID: fmt.Sprintf("node%d", i+1), retryJoin: peers}))
+	}
+
+	leader := nodes[0]
+	leader.initialize()
+	leader.unseal(leader.unsealKey)
+	waitFor(t, 60*time.Second, "node1 to become active", func() bool { return isActive(leader) })
+	for _, n := range nodes[1:] {
+		n.rootToken, n.unsealKey = leader.rootToken, leader.unsealKey
+		waitFor(t, 60*time.Second, n.name+" to join the cluster", func() bool {
+			_, _, err := n.cli("", "operator", "unseal", leader.unsealKey)
+			return err == nil && isUnsealed(n)
+		})
+	}
+	waitFor(t, 60*time.Second, "three voters", func() bool {
+		out, _, err := leader.cli(leader.rootToken, "operator", "raft", "list-peers", "-format=json")
+		return err == nil && strings.Count(out, `"voter": true`) == 3
+	})
+
+	leader.register(version1)
+	leader.mount("sms", fake, smsToken, "cache_ttl=2m")
+	leader.root("write", "sms/config", "request_timeout=9s")
+
+	standby := nodes[1]
+	require.False(t, isActive(standby))
+	require.Equal(t, passphrase, strings.TrimSpace(standby.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")),
+		"a standby forwards the read to the active node")
+
+	leader.kill()
+	survivors := nodes[1:]
+	var active *vaultServer
+	waitFor(t, 90*time.Second, "a new active node", func() bool {
+		for _, n := range survivors {
+			if isActive(n) {
+				active = n
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("%s took over", active.name)
+
+	for _, n := range survivors {
+		data, err := n.readJSON(n.rootToken, "sms/config")
+		require.NoError(t, err, n.name)
+		require.Equal(t, fake.URL, data["endpoint"], n.name)
+		require.EqualValues(t, 120, data["cache_ttl"], n.name)
+		require.EqualValues(t, 9, data["request_timeout"], "the last write before the failover is kept")
+		require.Equal(t, true, data["token_set"])
+		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")), n.name)
+	}
+}
+
+func newVaultProcessOnPort(t *testing.T, name string, port int, sc serverConfig) *vaultServer {
+	sc.port = port
+	return newVaultProcess(t, name, sc)
+}
+
+// sysState reads an unauthenticated status endpoint; sys/health answers a
+// standby with 429 and a sealed node with 503, so the body is read whatever
+// the status.
+func sysState(v *vaultServer, path string, into any) bool {
+	resp, err := http.Get(v.addr + "/v1/" + path)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(into) == nil
+}
+
+func isUnsealed(v *vaultServer) bool {
+	var h struct {
+		Initialized bool `json:"initialized"`
+		Sealed      bool `json:"sealed"`
+	}
+	return sysState(v, "sys/health", &h) && h.Initialized && !h.Sealed
+}
+
+// isActive asks the node itself whether it leads.
+func isActive(v *vaultServer) bool {
+	var l struct {
+		IsSelf bool `json:"is_self"`
+	}
+	return sysState(v, "sys/leader", &l) && l.IsSelf
+}
