@@ -82,10 +82,22 @@ func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 	return b
 }
 
-// HandleRequest screens config writes before the framework sees them: its
-// field validation quotes a value it cannot convert, so a secret sent with the
-// wrong JSON type would be echoed back into the response and the audit log.
+// HandleRequest takes two requests away from the framework:
+//
+//   - A read of passphrase/<valid id> without parameters, the hot path, goes
+//     straight to readPassphrase. Profiling showed the framework's routing
+//     regexps and its reflection-based field decoding (run twice) costing
+//     three times the rest of a cached read; for this one request they decide
+//     nothing, and TestFastPathMatchesTheFramework keeps both routes equal.
+//   - Config writes are screened first: the framework's field validation
+//     quotes a value it cannot convert, so a secret sent with the wrong JSON
+//     type would be echoed back into the response and the audit log.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if req.Operation == logical.ReadOperation && len(req.Data) == 0 {
+		if id, ok := strings.CutPrefix(req.Path, passphrasePrefix); ok && validateTaskID(id) == nil {
+			return b.readPassphrase(ctx, req, id)
+		}
+	}
 	if req.Path == configStorageKey && (req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation) {
 		for _, name := range secretFields {
 			if v, ok := req.Data[name]; ok && v != nil {

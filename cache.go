@@ -35,7 +35,10 @@ type passphraseCache struct {
 }
 
 type cacheEntry struct {
-	passphrase string
+	// The task id and passphrase are kept as interface values, boxed once when
+	// stored, so that a cache hit builds its response without allocating them.
+	taskID     any
+	passphrase any
 	fetched    time.Duration // since cache.start; smaller than a time.Time
 }
 
@@ -61,33 +64,42 @@ func (c *passphraseCache) clock() time.Duration { return c.now().Sub(c.start) }
 // config change made during the read makes its answer unstorable.
 func (c *passphraseCache) currentEpoch() uint64 { return c.epoch.Load() }
 
-// answer is what a lookup found.
+// answer is what a fetch produced.
 type answer struct {
 	passphrase string
 	staleFor   *upstreamError // set when an expired entry was served because of this failure
 	age        time.Duration  // the age of that expired entry
 }
 
-// get returns the passphrase of taskID: a fresh entry, or else the answer of
-// fetch, shared by every concurrent caller of the same task. When fetch fails
-// transiently and an entry younger than cache_ttl + stale_if_error exists, that
-// entry is returned with staleFor set.
-func (c *passphraseCache) get(ctx context.Context, taskID string, epoch uint64, p cachePolicy,
-	fetch func(context.Context) (string, error)) (answer, error) {
+// fresh returns the entry of taskID if it is younger than cache_ttl, and
+// counts the hit. It allocates nothing: it is the whole of a warm read.
+func (c *passphraseCache) fresh(taskID string, p cachePolicy) (cacheEntry, bool) {
+	if p.ttl <= 0 {
+		return cacheEntry{}, false
+	}
+	e, ok := c.entries.Get(taskID)
+	if !ok || c.clock()-e.fetched >= p.ttl {
+		return cacheEntry{}, false
+	}
+	c.hits.Add(1)
+	return e, true
+}
+
+// fetch runs after fresh found nothing: it returns the answer of fetchFn,
+// shared by every concurrent caller of the same task, and stores it. When
+// fetchFn fails transiently and an entry younger than cache_ttl +
+// stale_if_error exists, that entry is returned with staleFor set.
+func (c *passphraseCache) fetch(ctx context.Context, taskID string, epoch uint64, p cachePolicy,
+	fetchFn func(context.Context) (string, error)) (answer, error) {
+	c.misses.Add(1)
 	var fallback *answer
-	if p.keep() > 0 {
-		if e, ok := c.entries.Get(taskID); ok {
-			age := c.clock() - e.fetched
-			if age < p.ttl {
-				c.hits.Add(1)
-				return answer{passphrase: e.passphrase}, nil
-			}
-			if age < p.keep() {
-				fallback = &answer{passphrase: e.passphrase, age: age}
+	if p.staleIfError > 0 {
+		if e, ok := c.entries.Peek(taskID); ok {
+			if age := c.clock() - e.fetched; age < p.keep() {
+				fallback = &answer{passphrase: e.passphrase.(string), age: age}
 			}
 		}
 	}
-	c.misses.Add(1)
 
 	// The epoch is part of the key so that a read after a flush or a config
 	// change never joins a call made under the old one.
@@ -95,7 +107,7 @@ func (c *passphraseCache) get(ctx context.Context, taskID string, epoch uint64, 
 	ch := c.group.DoChan(key, func() (any, error) {
 		// Detached from the first caller: if its client goes away, the others
 		// still get the answer. The client bounds the call with request_timeout.
-		v, err := fetch(context.WithoutCancel(ctx))
+		v, err := fetchFn(context.WithoutCancel(ctx))
 		if err == nil && p.keep() > 0 {
 			c.store(taskID, epoch, v)
 		}
@@ -122,7 +134,7 @@ func (c *passphraseCache) store(taskID string, epoch uint64, passphrase string) 
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.epoch.Load() == epoch {
-		c.entries.Add(taskID, cacheEntry{passphrase: passphrase, fetched: c.clock()})
+		c.entries.Add(taskID, cacheEntry{taskID: taskID, passphrase: passphrase, fetched: c.clock()})
 	}
 }
 

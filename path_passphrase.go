@@ -5,18 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-const maxTaskIDLength = 36
+const (
+	maxTaskIDLength  = 36
+	passphrasePrefix = "passphrase/"
+)
 
 func pathPassphrase(b *backend) []*framework.Path {
 	return []*framework.Path{{
 		// Match anything, so that a malformed task_id reaches validation and
 		// gets a 400 naming the field, rather than a bare 404 from the router.
-		Pattern:      "passphrase/" + framework.MatchAllRegex("task_id"),
+		Pattern:      passphrasePrefix + framework.MatchAllRegex("task_id"),
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sms", OperationSuffix: "passphrase"},
 		Fields: map[string]*framework.FieldSchema{
 			"task_id": {
@@ -79,6 +83,12 @@ func (b *backend) pathPassphraseRead(ctx context.Context, req *logical.Request, 
 	if err := validateTaskID(taskID); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	return b.readPassphrase(ctx, req, taskID)
+}
+
+// readPassphrase serves a validated task id. A warm read is an atomic load, a
+// cache lookup and the response: nothing else.
+func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, taskID string) (*logical.Response, error) {
 	epoch := b.cache.currentEpoch()
 	conn, err := b.connection(ctx, req.Storage)
 	if err != nil {
@@ -87,8 +97,11 @@ func (b *backend) pathPassphraseRead(ctx context.Context, req *logical.Request, 
 	if conn == nil {
 		return notConfigured(req), nil
 	}
+	if e, ok := b.cache.fresh(taskID, conn.policy); ok {
+		return &logical.Response{Data: map[string]any{"task_id": e.taskID, "passphrase": e.passphrase}}, nil
+	}
 
-	ans, err := b.cache.get(ctx, taskID, epoch, conn.policy, func(ctx context.Context) (string, error) {
+	ans, err := b.cache.fetch(ctx, taskID, epoch, conn.policy, func(ctx context.Context) (string, error) {
 		passphrase, err := conn.client.passphrase(ctx, taskID)
 		if err != nil {
 			b.stats.errors.Add(1)
@@ -109,7 +122,7 @@ func (b *backend) pathPassphraseRead(ctx context.Context, req *logical.Request, 
 	}}
 	if ans.staleFor != nil {
 		resp.AddWarning(fmt.Sprintf("stale passphrase served: it was fetched %s ago, past cache_ttl, and stale_if_error allows it because %s",
-			ans.age.Round(1e9), ans.staleFor.Error()))
+			ans.age.Round(time.Second), ans.staleFor.Error()))
 	}
 	return resp, nil
 }

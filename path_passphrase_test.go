@@ -359,3 +359,74 @@ func TestNoSecretInLogsAtTraceLevel(t *testing.T) {
 	assertNoSecrets(t, logs)
 	require.NotContains(t, logs, "ENCODED-AUTHZ")
 }
+
+// TestFastPathMatchesTheFramework: HandleRequest serves plain reads of valid
+// ids itself; whatever the situation, the answer must be the one the
+// framework's own routing gives.
+func TestFastPathMatchesTheFramework(t *testing.T) {
+	type outcome struct {
+		status   int
+		msg      string
+		data     map[string]any
+		warnings []string
+		lease    bool
+	}
+	run := func(env *testEnv, viaFramework bool, taskID string) outcome {
+		req := &logical.Request{Operation: logical.ReadOperation, Path: "passphrase/" + taskID, Storage: env.storage, MountPoint: "sms/"}
+		var resp *logical.Response
+		var err error
+		if viaFramework {
+			resp, err = env.b.Backend.HandleRequest(context.Background(), req)
+		} else {
+			resp, err = env.b.HandleRequest(context.Background(), req)
+		}
+		status, msg := vaultStatus(req, resp, err)
+		o := outcome{status: status, msg: msg}
+		if resp != nil && !resp.IsError() {
+			o.data, o.warnings, o.lease = resp.Data, resp.Warnings, resp.Secret != nil
+		}
+		return o
+	}
+	scenarios := map[string]func(env *testEnv) string{
+		"not configured": func(env *testEnv) string { return testTask },
+		"cold read":      func(env *testEnv) string { env.configure(nil); return testTask },
+		"cached read":    func(env *testEnv) string { env.configure(nil); env.readPassphrase(testTask); return testTask },
+		"unknown task":   func(env *testEnv) string { env.configure(nil); return "nope" },
+		"upstream down": func(env *testEnv) string {
+			env.configure(map[string]any{"max_retries": 0})
+			require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 500}))
+			return testTask
+		},
+		"stale": func(env *testEnv) string {
+			env.configure(map[string]any{"cache_ttl": "60s", "stale_if_error": "1h", "max_retries": 0})
+			env.readPassphrase(testTask)
+			env.clock.Advance(2 * time.Minute)
+			require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 503}))
+			return testTask
+		},
+		"invalid id": func(env *testEnv) string { env.configure(nil); return "a..b/c" },
+	}
+	for name, setup := range scenarios {
+		t.Run(name, func(t *testing.T) {
+			fast, slow := newTestEnv(t), newTestEnv(t)
+			id := setup(fast)
+			setup(slow)
+			got, want := run(fast, false, id), run(slow, true, id)
+			// Request ids differ between the two stand-ins; compare the rest.
+			got.msg, want.msg = stripRequestID(got.msg), stripRequestID(want.msg)
+			for _, o := range []*outcome{&got, &want} {
+				for i := range o.warnings {
+					o.warnings[i] = stripRequestID(o.warnings[i])
+				}
+			}
+			require.Equal(t, want, got)
+		})
+	}
+}
+
+func stripRequestID(msg string) string {
+	if i := strings.Index(msg, "X-Request-Id"); i >= 0 {
+		return msg[:i]
+	}
+	return msg
+}

@@ -1,0 +1,186 @@
+package sms
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/smsfake"
+)
+
+// Benchmarks of the engine's own read path, without Vault around it. The
+// end-to-end comparison with Vault's built-in KV and a minimal plugin is
+// scripts/bench.sh; both run with `make bench`.
+
+type benchEnv struct {
+	b       *backend
+	storage logical.Storage
+	fake    *smsfake.Server
+	srv     *httptest.Server
+}
+
+func newBenchEnv(tb testing.TB, cfg map[string]any) *benchEnv {
+	tb.Helper()
+	fake := smsfake.New(smsfake.Options{Tokens: []string{testToken}, AnyTask: true})
+	srv := httptest.NewServer(fake)
+	tb.Cleanup(srv.Close)
+
+	b := newBackend(hclog.NewNullLogger(), time.Now)
+	if err := b.Setup(context.Background(), logical.TestBackendConfig()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { b.Clean(context.Background()) })
+	env := &benchEnv{b: b, storage: &logical.InmemStorage{}, fake: fake, srv: srv}
+	data := map[string]any{"endpoint": srv.URL, "token": testToken}
+	for k, v := range cfg {
+		data[k] = v
+	}
+	resp, err := b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.UpdateOperation, Path: "config", Data: data, Storage: env.storage,
+	})
+	if err != nil || resp.IsError() {
+		tb.Fatalf("config: %v %v", err, resp)
+	}
+	return env
+}
+
+func (e *benchEnv) read(tb testing.TB, taskID string) {
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.ReadOperation, Path: "passphrase/" + taskID, Storage: e.storage, MountPoint: "sms/",
+	})
+	if err != nil || resp == nil || resp.Data["passphrase"] != "passphrase-of-"+taskID {
+		tb.Fatalf("read %s: %v %v", taskID, err, resp)
+	}
+}
+
+// BenchmarkCachedRead is one read answered from the cache: the path every
+// warm Vault Agent takes.
+func BenchmarkCachedRead(b *testing.B) {
+	env := newBenchEnv(b, nil)
+	req := &logical.Request{Operation: logical.ReadOperation, Path: "passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
+	env.read(b, testTask)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req.Data = nil
+		resp, err := env.b.HandleRequest(context.Background(), req)
+		if err != nil || resp.Data["passphrase"] == nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCachedReadParallel is the same under concurrency, over 1,000 tasks.
+func BenchmarkCachedReadParallel(b *testing.B) {
+	env := newBenchEnv(b, nil)
+	paths := make([]string, 1000)
+	for i := range paths {
+		id := fmt.Sprintf("task-%04d", i)
+		paths[i] = "passphrase/" + id
+		env.read(b, id)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			resp, err := env.b.HandleRequest(context.Background(), &logical.Request{
+				Operation: logical.ReadOperation, Path: paths[i%len(paths)], Storage: env.storage, MountPoint: "sms/",
+			})
+			if err != nil || resp.Data["passphrase"] == nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkColdRead is a read that goes to the local stand-in every time
+// (cache_ttl 0), next to a plain GET of the same URL with the same kind of
+// keep-alive client in the same process: the difference is what the engine
+// adds to SMS's own latency.
+func BenchmarkColdRead(b *testing.B) {
+	env := newBenchEnv(b, map[string]any{"cache_ttl": 0})
+	plain := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	defer plain.CloseIdleConnections()
+	direct := func() {
+		req, _ := http.NewRequest(http.MethodGet, env.srv.URL+"/v3/tasks/"+testTask+"/passphrase", nil)
+		req.Header.Set("X-Auth-Token", testToken)
+		resp, err := plain.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = resp.Body.Read(make([]byte, 512))
+		resp.Body.Close()
+	}
+	engine := func() { env.read(b, testTask) }
+
+	const rounds = 4
+	n := max(b.N/(2*rounds), 50)
+	var directLat, engineLat []time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	// Alternate, so that noise from other processes falls on both alike.
+	for r := 0; r < rounds; r++ {
+		directLat = append(directLat, timeEach(n, direct)...)
+		engineLat = append(engineLat, timeEach(n, engine)...)
+	}
+	b.StopTimer()
+	dp50, ep50 := percentile(directLat, 50), percentile(engineLat, 50)
+	b.ReportMetric(float64(dp50.Microseconds()), "stand-in-p50-µs")
+	b.ReportMetric(float64(ep50.Microseconds()), "engine-p50-µs")
+	b.ReportMetric(float64((ep50 - dp50).Microseconds()), "added-p50-µs")
+	b.ReportMetric(float64(percentile(engineLat, 99).Microseconds()), "engine-p99-µs")
+}
+
+func timeEach(n int, f func()) []time.Duration {
+	out := make([]time.Duration, n)
+	for i := range out {
+		start := time.Now()
+		f()
+		out[i] = time.Since(start)
+	}
+	return out
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[(len(s)-1)*p/100]
+}
+
+// BenchmarkCache100k reports the heap taken by 100,000 cached passphrases of
+// a realistic size (UUID task ids, 32-character passphrases).
+func BenchmarkCache100k(b *testing.B) {
+	const entries = 100000
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+
+		c := newPassphraseCache(entries, time.Now)
+		for j := 0; j < entries; j++ {
+			c.store(fmt.Sprintf("%08x-1b4d-4c8a-9e7f-6a5b4c3d2e10", j), 0, fmt.Sprintf("%032x", j))
+		}
+
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		if c.len() != entries {
+			b.Fatalf("%d entries", c.len())
+		}
+		heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		b.ReportMetric(heap/entries, "bytes/entry")
+		b.ReportMetric(heap/(1<<20), "MiB")
+		runtime.KeepAlive(c)
+	}
+}
