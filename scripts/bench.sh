@@ -2,10 +2,12 @@
 # make bench-e2e: end-to-end read throughput and latency through a real Vault,
 # against two baselines in the same Vault and the same run:
 #   kv              a built-in KV version 1 read (no plugin process at all)
-#   minimal-plugin  bench/minimalplugin: an external plugin answering constant
-#                   data for the same path shape (the floor every plugin pays)
+#   minimal-plugin  bench/minimalplugin: an external plugin on the SDK
+#                   framework answering constant data for the same path shape
+#   raw-plugin      bench/rawplugin: the same without the framework, the true
+#                   floor of an external plugin (one gRPC round trip)
 #   sms             this engine, cached read
-# Targets alternate (kv, minimal, sms, kv, ...) for ROUNDS rounds, so that
+# Targets alternate (kv, minimal, raw, sms, kv, ...) for ROUNDS rounds, so that
 # noise from a shared machine falls on all of them alike; medians are printed
 # with the ratios. Then the upstream amplification check: 64 clients over
 # 1,000 cold task ids, upstream requests counted by the SMS stand-in.
@@ -32,6 +34,7 @@ trap cleanup EXIT INT TERM
 mkdir -p "$work/plugins"
 go build -o "$work/loadgen" ./bench/loadgen
 go build -o "$work/plugins/minimal-plugin" ./bench/minimalplugin
+go build -o "$work/plugins/raw-plugin" ./bench/rawplugin
 go build -trimpath -ldflags '-s -w' -o "$work/plugins/vault-plugin-secrets-sms" ./cmd/vault-plugin-secrets-sms
 go build -o "$work/sms-fake" ./cmd/sms-fake
 
@@ -54,6 +57,7 @@ v() { "$vault_bin" "$@" >/dev/null; }
 v secrets enable -path=kv -version=1 kv
 v write kv/passphrase/bench-task-0001 task_id=bench-task-0001 passphrase=constant-passphrase-0123456789ab
 v secrets enable -path=min minimal-plugin
+v secrets enable -path=raw raw-plugin
 v secrets enable -path=sms vault-plugin-secrets-sms
 v write sms/config endpoint="$sms_url" token=demo-token
 v secrets enable -path=sms-cold vault-plugin-secrets-sms
@@ -63,7 +67,7 @@ lg() { "$work/loadgen" run -addr "$VAULT_ADDR" -token root -clients "$clients" "
 echo "Machine: $(nproc) cores, $(uname -sr); $("$vault_bin" version | cut -d, -f1); Go $(go env GOVERSION)"
 echo "Each run: $clients keep-alive clients for $duration; $rounds rounds, alternating targets."
 # Warm-up: start the plugin processes, open connections, fill the cache.
-for p in kv/passphrase/bench-task-0001 min/passphrase/bench-task-0001 sms/passphrase/bench-task-0001; do
+for p in kv/passphrase/bench-task-0001 min/passphrase/bench-task-0001 raw/passphrase/bench-task-0001 sms/passphrase/bench-task-0001; do
   lg -path "$p" -duration 1s -label warmup >/dev/null
 done
 
@@ -71,8 +75,9 @@ results="$work/results.jsonl"
 for r in $(seq 1 "$rounds"); do
   lg -path kv/passphrase/bench-task-0001 -duration "$duration" -label kv >>"$results"
   lg -path min/passphrase/bench-task-0001 -duration "$duration" -label minimal-plugin >>"$results"
+  lg -path raw/passphrase/bench-task-0001 -duration "$duration" -label raw-plugin >>"$results"
   lg -path sms/passphrase/bench-task-0001 -duration "$duration" -label sms >>"$results"
-  echo "  round $r/$rounds done"
+  echo "  round $r/$rounds: $(tail -n 4 "$results" | sed -n 's/.*"label":"\([^"]*\)".*"rps":\([0-9]*\).*/\1 \2 req\/s/p' | paste -sd, - | sed 's/,/, /g')"
 done
 echo
 "$work/loadgen" summarize "$results"

@@ -201,8 +201,10 @@ func summarize(args []string) error {
 	fmt.Println()
 	fmt.Println("Ratios of medians (throughput: higher is better; latency: lower is better):")
 	ratio("sms", "minimal-plugin")
+	ratio("sms", "raw-plugin")
 	ratio("sms", "kv")
 	ratio("minimal-plugin", "kv")
+	ratio("raw-plugin", "kv")
 	return nil
 }
 
