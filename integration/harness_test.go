@@ -211,7 +211,7 @@ log_level        = "debug"
 
 	v.start()
 	t.Cleanup(func() {
-		v.kill()
+		v.stop()
 		logs, _ := os.ReadFile(v.logPath)
 		assertNoSecrets(t, "the log of Vault "+v.name, string(logs))
 		if t.Failed() {
@@ -237,7 +237,11 @@ func (v *vaultServer) start() {
 	require.NoError(v.t, err)
 	cmd := exec.Command(vaultBin, "server", "-config="+v.configPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.addr)
+	// Plugins inherit TMPDIR and put their gRPC sockets there: inside the
+	// test's directory, they are removed even when a test kills the server.
+	tmp := filepath.Join(v.dir, "tmp")
+	require.NoError(v.t, os.MkdirAll(tmp, 0o700))
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.addr, "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(v.t, cmd.Start())
 	v.cmd = cmd
@@ -265,6 +269,9 @@ func (v *vaultServer) signal(sig syscall.Signal) {
 
 // stop shuts the server down cleanly.
 func (v *vaultServer) stop() {
+	if v.cmd == nil {
+		return
+	}
 	v.signal(syscall.SIGTERM)
 	select {
 	case <-v.done:
@@ -435,6 +442,7 @@ func startProcess(t *testing.T, name, bin string, args ...string) *process {
 	require.NoError(t, err)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Dir(logPath))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(t, cmd.Start())
 	p := &process{t: t, name: name, cmd: cmd, done: make(chan struct{}), logPath: logPath}

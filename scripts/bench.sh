@@ -42,7 +42,7 @@ port=$(( 20000 + RANDOM % 20000 ))
 set -m
 "$work/sms-fake" -listen 127.0.0.1:0 -url-file "$work/sms.url" -any-task >"$work/sms-fake.log" 2>&1 &
 pids+=($!)
-"$vault_bin" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
+TMPDIR="$work" "$vault_bin" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
   -dev-plugin-dir="$work/plugins" -log-level=warn >"$work/vault.log" 2>&1 &
 pids+=($!)
 set +m

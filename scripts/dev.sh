@@ -35,7 +35,7 @@ cp bin/vault-plugin-secrets-sms "$work/plugins/"
 set -m
 bin/sms-fake -listen 127.0.0.1:0 -url-file "$work/sms.url" >"$work/sms-fake.log" 2>&1 &
 pids+=($!)
-"$vault_bin" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
+TMPDIR="$work" "$vault_bin" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
   -dev-plugin-dir="$work/plugins" -log-level=info >"$work/vault.log" 2>&1 &
 pids+=($!)
 set +m

@@ -39,6 +39,10 @@ command -v go >/dev/null 2>&1 || { echo "Go is needed to build Vault $pinned" >&
 mkdir -p "$cache"
 echo "Building Vault $pinned from the Go module proxy into $cache (first time only: about 10 minutes on 2 cores)..." >&2
 start=$(date +%s)
+# A heartbeat, because downloading Vault's modules prints nothing for minutes.
+( while sleep 60; do echo "  ... still building Vault ($(( $(date +%s) - start ))s so far)" >&2; done ) &
+heartbeat=$!
+trap 'kill "$heartbeat" 2>/dev/null || true' EXIT
 (
   cd "$root/tools/vault"
   # -v names each package as it is compiled; count them so that the build is
