@@ -22,15 +22,8 @@ duration=${DURATION:-5s}
 clients=${CLIENTS:-16}
 vault_bin=${VAULT_BIN:-$(scripts/vault.sh)}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sms-bench.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
+. scripts/lib.sh
+new_workdir sms-bench
 mkdir -p "$work/plugins"
 go build -o "$work/loadgen" ./bench/loadgen
 go build -o "$work/plugins/minimal-plugin" ./bench/minimalplugin
@@ -38,20 +31,7 @@ go build -o "$work/plugins/raw-plugin" ./bench/rawplugin
 go build -trimpath -ldflags '-s -w' -o "$work/plugins/vault-plugin-secrets-sms" ./cmd/vault-plugin-secrets-sms
 go build -o "$work/sms-fake" ./cmd/sms-fake
 
-port=$(( 20000 + RANDOM % 20000 ))
-set -m
-"$work/sms-fake" -listen 127.0.0.1:0 -url-file "$work/sms.url" -any-task >"$work/sms-fake.log" 2>&1 &
-pids+=($!)
-TMPDIR="$work" "$vault_bin" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
-  -dev-plugin-dir="$work/plugins" -log-level=warn >"$work/vault.log" 2>&1 &
-pids+=($!)
-set +m
-export VAULT_ADDR="http://127.0.0.1:$port" VAULT_TOKEN=root
-for _ in $(seq 1 100); do
-  [ -s "$work/sms.url" ] && "$vault_bin" status >/dev/null 2>&1 && break
-  sleep 0.1
-done
-sms_url=$(cat "$work/sms.url")
+start_stack "$vault_bin" $(( 20000 + RANDOM % 20000 )) warn "$work/sms-fake" -any-task
 
 v() { "$vault_bin" "$@" >/dev/null; }
 v secrets enable -path=kv -version=1 kv

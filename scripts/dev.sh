@@ -16,37 +16,11 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   exit 1
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sms-dev.XXXXXX")
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-  echo "Stopped Vault and the SMS stand-in."
-}
-trap cleanup EXIT INT TERM
-
+. scripts/lib.sh
+new_workdir sms-dev
 mkdir -p "$work/plugins"
 cp bin/vault-plugin-secrets-sms "$work/plugins/"
-
-# set -m gives each background job its own process group, so that cleanup
-# also stops the plugin processes Vault starts.
-set -m
-bin/sms-fake -listen 127.0.0.1:0 -url-file "$work/sms.url" >"$work/sms-fake.log" 2>&1 &
-pids+=($!)
-TMPDIR="$work" "$vault_bin" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
-  -dev-plugin-dir="$work/plugins" -log-level=info >"$work/vault.log" 2>&1 &
-pids+=($!)
-set +m
-
-export VAULT_ADDR="http://127.0.0.1:$port" VAULT_TOKEN=root
-for _ in $(seq 1 100); do
-  [ -s "$work/sms.url" ] && "$vault_bin" status >/dev/null 2>&1 && break
-  sleep 0.1
-done
-"$vault_bin" status >/dev/null || { echo "Vault did not start; its log:" >&2; cat "$work/vault.log" >&2; exit 1; }
-sms_url=$(cat "$work/sms.url")
+start_stack "$vault_bin" "$port" info bin/sms-fake
 
 v() { "$vault_bin" "$@" >/dev/null; }
 # One mount per auth method; the stand-in accepts the demo credentials of each.

@@ -6,32 +6,14 @@ package main
 
 import (
 	"context"
-	"os"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-	"github.com/hashicorp/vault/sdk/plugin"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/bench/internal/serve"
 )
 
-func main() {
-	meta := &api.PluginAPIClientMeta{}
-	if err := meta.FlagSet().Parse(os.Args[1:]); err != nil {
-		fatal(err)
-	}
-	if err := plugin.ServeMultiplex(&plugin.ServeOpts{
-		BackendFactoryFunc: factory,
-		TLSProviderFunc:    api.VaultPluginTLSProvider(meta.GetTLSConfig()),
-	}); err != nil {
-		fatal(err)
-	}
-}
-
-func fatal(err error) {
-	hclog.Default().Error("minimal plugin", "error", err)
-	os.Exit(1)
-}
+func main() { serve.Plugin("minimal plugin", factory) }
 
 func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := &framework.Backend{

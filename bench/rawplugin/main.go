@@ -8,31 +8,16 @@ package main
 
 import (
 	"context"
-	"os"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/sdk/logical"
-	"github.com/hashicorp/vault/sdk/plugin"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/bench/internal/serve"
 )
 
 func main() {
-	meta := &api.PluginAPIClientMeta{}
-	if err := meta.FlagSet().Parse(os.Args[1:]); err != nil {
-		fatal(err)
-	}
-	if err := plugin.ServeMultiplex(&plugin.ServeOpts{
-		BackendFactoryFunc: func(context.Context, *logical.BackendConfig) (logical.Backend, error) { return &backend{}, nil },
-		TLSProviderFunc:    api.VaultPluginTLSProvider(meta.GetTLSConfig()),
-	}); err != nil {
-		fatal(err)
-	}
-}
-
-func fatal(err error) {
-	hclog.Default().Error("raw plugin", "error", err)
-	os.Exit(1)
+	serve.Plugin("raw plugin", func(context.Context, *logical.BackendConfig) (logical.Backend, error) { return &backend{}, nil })
 }
 
 type backend struct{}
