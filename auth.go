@@ -3,6 +3,7 @@ package sms
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,8 +32,9 @@ func (t staticToken) authorize(_ context.Context, req *http.Request) error {
 }
 
 // newAuthenticator builds the method the config selects. iamHTTP is the client
-// the password method uses to reach IAM; it shares the SMS client's TLS roots.
-func newAuthenticator(cfg *smsConfig, iamHTTP *http.Client, now func() time.Time, logger hclog.Logger) authenticator {
+// the password method uses to reach IAM; it shares the SMS client's TLS roots,
+// and scrub its removal of credentials from upstream text.
+func newAuthenticator(cfg *smsConfig, iamHTTP *http.Client, scrub *strings.Replacer, now func() time.Time, logger hclog.Logger) authenticator {
 	switch cfg.authMethod() {
 	case authMethodAccessKey:
 		return &akskSigner{
@@ -44,7 +46,7 @@ func newAuthenticator(cfg *smsConfig, iamHTTP *http.Client, now func() time.Time
 			now:           now,
 		}
 	case authMethodPassword:
-		return newIAMTokenSource(cfg, iamHTTP, now, logger)
+		return newIAMTokenSource(cfg, iamHTTP, scrub, now, logger)
 	default:
 		return staticToken{token: cfg.Token}
 	}

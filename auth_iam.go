@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,8 +41,7 @@ type iamTokenSource struct {
 	renewAt time.Time
 }
 
-func newIAMTokenSource(cfg *smsConfig, httpClient *http.Client, now func() time.Time, logger hclog.Logger) *iamTokenSource {
-	scrub := newScrubber(cfg.secretValues())
+func newIAMTokenSource(cfg *smsConfig, httpClient *http.Client, scrub *strings.Replacer, now func() time.Time, logger hclog.Logger) *iamTokenSource {
 	return &iamTokenSource{
 		http:       httpClient,
 		tokensURL:  trimSlash(cfg.IAMEndpoint) + "/v3/auth/tokens?nocatalog=true",
@@ -153,12 +153,12 @@ func (s *iamTokenSource) fetch(ctx context.Context) (string, error) {
 	start := s.now()
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return "", transportFailure("IAM", ctx, err, 1)
+		return "", transportFailure(ctx, "IAM", err, 1)
 	}
 	defer resp.Body.Close()
 	ex, readErr := readExchange(resp, maxIAMBody)
 	if readErr != nil {
-		return "", transportFailure("IAM", ctx, readErr, 1)
+		return "", transportFailure(ctx, "IAM", readErr, 1)
 	}
 	s.logger.Debug("iam token request", "status", resp.StatusCode, "latency", s.now().Sub(start).String(), "request_id", ex.requestID())
 

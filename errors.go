@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -122,15 +123,13 @@ func sanitize(s string, scrub *strings.Replacer) string {
 	s = strings.TrimSpace(s)
 	if len(s) > maxUpstreamText {
 		cut := maxUpstreamText
-		for cut > 0 && !utf8RuneStart(s[cut]) {
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
 		s = s[:cut] + "..."
 	}
 	return s
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // newScrubber replaces each secret with a placeholder. Secrets shorter than
 // four characters are left alone: replacing them would garble ordinary text,
