@@ -30,8 +30,8 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 				peers = append(peers, fmt.Sprintf("http://127.0.0.1:%d", p))
 			}
 		}
-		nodes = append(nodes, newVaultProcessOnPort(t, fmt.Sprintf("node%d", i+1), ports[i],
-			serverConfig{raft: true, nodeID: fmt.Sprintf("node%d", i+1), retryJoin: peers}))
+		nodes = append(nodes, newVaultProcess(t, fmt.Sprintf("node%d", i+1),
+			serverConfig{port: ports[i], raft: true, nodeID: fmt.Sprintf("node%d", i+1), retryJoin: peers}))
 	}
 
 	leader := nodes[0]
@@ -82,11 +82,6 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 		require.Equal(t, true, data["token_set"])
 		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")), n.name)
 	}
-}
-
-func newVaultProcessOnPort(t *testing.T, name string, port int, sc serverConfig) *vaultServer {
-	sc.port = port
-	return newVaultProcess(t, name, sc)
 }
 
 // sysState reads an unauthenticated status endpoint; sys/health answers a

@@ -10,7 +10,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -417,12 +416,6 @@ func statusOf(err error) int {
 		return re.StatusCode
 	}
 	return -1
-}
-
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // process is a helper process (Vault Agent, the load generator...) that is
