@@ -2,7 +2,6 @@ package sms
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -184,31 +183,6 @@ func TestDeleteEvictsOneTaskWithoutCallingSMS(t *testing.T) {
 	env.readPassphrase("other")
 	require.EqualValues(t, 3, env.fake.Stats().Requests, "only the evicted task is fetched again")
 	require.EqualValues(t, 1, env.fake.Stats().ByTask["other"])
-}
-
-func TestCacheFlushAndStats(t *testing.T) {
-	env := newTestEnv(t)
-	env.configure(nil)
-	env.readPassphrase(testTask)
-	env.readPassphrase(testTask)
-	env.readPassphrase("missing-task")
-
-	stats := env.cacheStats()
-	require.EqualValues(t, 1, stats["entries"])
-	require.EqualValues(t, 1, stats["hits"])
-	require.EqualValues(t, 2, stats["misses"])
-	require.EqualValues(t, 2, stats["upstream_requests"])
-	require.EqualValues(t, 1, stats["upstream_errors"])
-	assertNoSecrets(t, fmt.Sprint(stats))
-
-	status, msg := env.del("cache")
-	require.Equal(t, http.StatusNoContent, status, msg)
-	stats = env.cacheStats()
-	require.EqualValues(t, 0, stats["entries"])
-	require.EqualValues(t, 1, stats["hits"], "a flush keeps the counters")
-
-	env.readPassphrase(testTask)
-	require.EqualValues(t, 3, env.fake.Stats().Requests)
 }
 
 func TestErrorsAreNeverCached(t *testing.T) {
