@@ -42,6 +42,8 @@ func main() {
 		password      = flag.String("password", "demo-password", "IAM user password")
 		domain        = flag.String("domain", "demo-domain", "IAM account (domain) name")
 		tokenLifetime = flag.Duration("token-lifetime", 24*time.Hour, "lifetime of IAM tokens")
+		tokenSize     = flag.Int("token-size", 4096, "length of IAM tokens (real ones run to several KB)")
+		lockoutAfter  = flag.Int("lockout-after", 0, "lock an IAM user after this many consecutive failed logins (0: never)")
 		tasks         = flag.String("tasks", "demo-task-0001=correct-horse-battery-staple,team-a-0001=team-a-secret,team-b-0001=team-b-secret",
 			"comma-separated task_id=passphrase pairs")
 		anyTask = flag.Bool("any-task", false, "answer any well-formed task id with a passphrase derived from it")
@@ -51,6 +53,8 @@ func main() {
 
 	opts := smsfake.Options{
 		TokenLifetime: *tokenLifetime,
+		TokenSize:     *tokenSize,
+		LockoutAfter:  *lockoutAfter,
 		Tasks:         map[string]string{},
 		AnyTask:       *anyTask,
 		Latency:       *latency,
@@ -85,11 +89,11 @@ func main() {
 		log.Fatalf("sms-fake: %v", err)
 	}
 
+	// With -tls, HTTP/2 is offered as the real endpoints do; the connection
+	// faults then reset streams instead of connections.
 	srv := &http.Server{
 		Handler:           smsfake.New(opts),
 		ReadHeaderTimeout: 10 * time.Second,
-		// HTTP/1.1 only: the connection-reset faults need to hijack connections.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	scheme := "http"
 	if *useTLS {
@@ -103,7 +107,7 @@ func main() {
 				log.Fatalf("sms-fake: %v", err)
 			}
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 

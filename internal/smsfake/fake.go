@@ -10,10 +10,12 @@
 package smsfake
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -34,7 +36,15 @@ type Options struct {
 	SecurityTokens map[string]string // AK -> security token, for temporary AK/SK
 	Users          []User            // IAM users
 	TokenLifetime  time.Duration     // lifetime of IAM tokens; default 24h
-	Tasks          map[string]string // task id -> passphrase
+	// TokenSize is the length of issued IAM tokens; default 4096, about what a
+	// real IAM (PKI) token measures. Real tokens run to several KB.
+	TokenSize int
+	// LockoutAfter locks an IAM user after this many consecutive failed
+	// logins, as IAM's login protection does; 0 never locks. A locked user is
+	// refused, right password or not, for LockoutDuration (default 15m).
+	LockoutAfter    int
+	LockoutDuration time.Duration
+	Tasks           map[string]string // task id -> passphrase
 	// AnyTask answers every well-formed task id not in Tasks with a
 	// passphrase derived from the id (for load tests over many ids).
 	AnyTask bool
@@ -48,13 +58,18 @@ type Server struct {
 	opts Options
 	now  func() time.Time
 
-	mu      sync.Mutex
-	tasks   map[string]string
-	issued  map[string]time.Time // IAM token -> expiry
-	faults  []*Fault
-	latency time.Duration
-	stats   Stats
-	tokens  map[string]bool
+	mu     sync.Mutex
+	tasks  map[string]string
+	issued map[string]time.Time // IAM token -> expiry
+	// everIssued lists every token issued, for IssuedTokens.
+	everIssued []string
+	faults     []*Fault
+	latency    time.Duration
+	stats      Stats
+	tokens     map[string]bool
+	// failedLogins and lockedUntil are IAM's login protection, per user name.
+	failedLogins map[string]int
+	lockedUntil  map[string]time.Time
 }
 
 // Stats counts what the stand-in received.
@@ -67,9 +82,11 @@ type Stats struct {
 	ByAuth map[string]int64 `json:"by_auth"`
 	// Rejected counts passphrase requests refused for their credentials.
 	Rejected int64 `json:"rejected"`
-	// IAMTokenRequests counts POST /v3/auth/tokens, IAMTokensIssued the successes.
+	// IAMTokenRequests counts POST /v3/auth/tokens, IAMTokensIssued the
+	// successes, IAMLoginFailures the refusals (wrong credentials or locked).
 	IAMTokenRequests int64 `json:"iam_token_requests"`
 	IAMTokensIssued  int64 `json:"iam_tokens_issued"`
+	IAMLoginFailures int64 `json:"iam_login_failures"`
 	// Faults counts requests answered by an injected fault.
 	Faults int64 `json:"faults"`
 	// SignedHeaders is the SignedHeaders list of the last accepted AK/SK request.
@@ -81,12 +98,18 @@ func New(opts Options) *Server {
 	if opts.TokenLifetime <= 0 {
 		opts.TokenLifetime = 24 * time.Hour
 	}
+	if opts.TokenSize <= 0 {
+		opts.TokenSize = 4096
+	}
+	if opts.LockoutDuration <= 0 {
+		opts.LockoutDuration = 15 * time.Minute
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
 	s := &Server{opts: opts, now: now, tasks: map[string]string{}, issued: map[string]time.Time{},
-		latency: opts.Latency, tokens: map[string]bool{}}
+		latency: opts.Latency, tokens: map[string]bool{}, failedLogins: map[string]int{}, lockedUntil: map[string]time.Time{}}
 	for id, p := range opts.Tasks {
 		s.tasks[id] = p
 	}
@@ -146,6 +169,16 @@ func (s *Server) RevokeTokens() {
 	s.issued = map[string]time.Time{}
 }
 
+// IssuedTokens returns every IAM token issued so far (revoked ones included),
+// so that tests can look for them, or for pieces of them, where they must
+// not be.
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.everIssued))
+	return append(out, s.everIssued...)
+}
+
 // Stats returns a copy of the counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -172,6 +205,7 @@ func (s *Server) ResetStats() {
 // ServeHTTP routes SMS, IAM and control requests.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", newRequestID())
+	r = withBufferedBody(r)
 	path := r.URL.Path
 	switch {
 	case strings.HasPrefix(path, "/__fake/"):
@@ -181,7 +215,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "/v3/tasks/") && strings.HasSuffix(path, "/passphrase"):
 		s.servePassphrase(w, r, strings.TrimSuffix(strings.TrimPrefix(path, "/v3/tasks/"), "/passphrase"))
 	default:
-		writeError(w, http.StatusNotFound, "APIGW.0101", "The API does not exist or has not been published in the environment.")
+		writeReply(w, smsError(http.StatusNotFound, "APIGW.0101", "The API does not exist or has not been published in the environment."))
 	}
 }
 
@@ -192,32 +226,31 @@ func (s *Server) servePassphrase(w http.ResponseWriter, r *http.Request, taskID 
 	fault := s.takeFault("sms", taskID)
 	latency := s.latency
 	s.mu.Unlock()
-
-	if latency > 0 {
-		select {
-		case <-time.After(latency):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusMethodNotAllowed, "APIGW.0102", "The method is not allowed.")
-		return
-	}
 	if fault != nil {
 		s.countFault()
-		if fault.serve(w, r, taskID) {
-			return
-		}
 	}
 
+	if !sleep(r, latency) || !fault.before(w, r) {
+		return
+	}
+	var rep reply
+	if !fault.replaces() {
+		rep = s.passphraseReply(r, taskID)
+	}
+	fault.deliver(w, r, fault.apply(r, rep, taskID, smsError))
+}
+
+// passphraseReply is the normal answer of GET /v3/tasks/{id}/passphrase.
+func (s *Server) passphraseReply(r *http.Request, taskID string) reply {
+	if r.Method != http.MethodGet {
+		return smsError(http.StatusMethodNotAllowed, "APIGW.0102", "The method is not allowed.")
+	}
 	method, code, msg := s.authenticate(r)
 	if method == "" {
 		s.mu.Lock()
 		s.stats.Rejected++
 		s.mu.Unlock()
-		writeError(w, http.StatusUnauthorized, code, msg)
-		return
+		return smsError(http.StatusUnauthorized, code, msg)
 	}
 	s.mu.Lock()
 	s.stats.ByAuth[method]++
@@ -228,10 +261,9 @@ func (s *Server) servePassphrase(w http.ResponseWriter, r *http.Request, taskID 
 	s.mu.Unlock()
 
 	if !ok {
-		writeError(w, http.StatusNotFound, "SMS.1801", "The task does not exist.")
-		return
+		return smsError(http.StatusNotFound, "SMS.1801", "The task does not exist.")
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"task_id": taskID, "passphrase": passphrase})
+	return jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": passphrase})
 }
 
 func (s *Server) countFault() {
@@ -287,26 +319,58 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { writeReply(w, jsonReply(status, v)) }
 
-// writeError answers with the gateway's error shape; 403 uses SMS's documented
-// body, encoded_authorization_message included.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
+func writeReply(w http.ResponseWriter, rep reply) { (*Fault)(nil).deliver(w, nil, rep) }
+
+// smsError is the error shape of SMS and its API gateway; 403 uses SMS's
+// documented body, encoded_authorization_message included.
+func smsError(status int, code, msg string) reply {
 	body := map[string]any{
 		"error_code": code,
 		"error_msg":  msg,
-		"request_id": w.Header().Get("X-Request-Id"),
 	}
 	if status == http.StatusForbidden {
 		body["encoded_authorization_message"] = "ENCODED-AUTHZ-" + strings.Repeat("X", 64)
 		body["error_param"] = []string{"You do not have permission to perform action sms:server:getTaskPassphrase on resource."}
 		body["details"] = []map[string]string{{"error_code": code, "error_msg": msg}}
 	}
-	writeJSON(w, status, body)
+	return jsonReply(status, body)
+}
+
+// iamError is IAM v3's (Keystone's) error shape: the HTTP status as the code,
+// the explanation as the message.
+func iamError(status int, _, msg string) reply {
+	return jsonReply(status, map[string]any{"error": map[string]any{
+		"code": status, "message": msg, "title": http.StatusText(status),
+	}})
+}
+
+// bodyKey holds a request's body, read once so that the signature check, the
+// handlers and the echo fault can all see it.
+type bodyKey struct{}
+
+func withBufferedBody(r *http.Request) *http.Request {
+	if r.Body == nil || r.Body == http.NoBody {
+		return r
+	}
+	raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, raw))
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	return r
+}
+
+func bodyOf(r *http.Request) []byte {
+	if raw, ok := r.Context().Value(bodyKey{}).([]byte); ok {
+		return raw
+	}
+	if r.Body == nil {
+		return nil
+	}
+	// A request built by a test rather than received by ServeHTTP.
+	raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	return raw
 }
 
 // standardError is what SMS or its gateway answers with a given status.

@@ -2,46 +2,84 @@ package smsfake
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// Fault modes. Each makes a matching request fail in one of the ways a real
-// upstream (or the network to it) can.
+// Fault modes: what the stand-in answers instead of (or on top of) the normal
+// answer. Each is a way a real upstream, its gateway or the network can fail.
 const (
-	FaultStatus             = "status"               // answer Status with SMS's or the gateway's error body
-	FaultResetBeforeHeaders = "reset-before-headers" // close the connection with a TCP reset, no answer
-	FaultResetMidBody       = "reset-mid-body"       // send headers and part of the body, then reset
-	FaultSlowHeaders        = "slow-headers"         // wait Delay before answering normally
-	FaultSlowBody           = "slow-body"            // send headers and half the body, wait Delay, send the rest
-	FaultMalformedJSON      = "malformed-json"       // 200 with a truncated JSON body
-	FaultOversized          = "oversized"            // 200 with a 70 KiB body
-	FaultMismatchedTaskID   = "mismatched-task-id"   // 200 for another task_id
-	FaultLongPassphrase     = "long-passphrase"      // 200 with a 300-character passphrase
-	FaultRedirect           = "redirect"             // 302 to Location
-	FaultEchoToken          = "echo-token"           // 403 whose error_msg repeats the X-Auth-Token received
+	// FaultStatus answers Status (SMS's or the gateway's error body for that
+	// status; a 2xx Status keeps the normal answer), shaped by Body.
+	FaultStatus = "status"
+	// FaultResetBeforeHeaders closes the connection with a TCP reset (HTTP/2:
+	// RST_STREAM) before any answer.
+	FaultResetBeforeHeaders = "reset-before-headers"
+	// FaultSlowHeaders waits Delay, then answers normally (or as Status says).
+	FaultSlowHeaders = "slow-headers"
+	// FaultEchoCredentials answers Status (default 403) with an error_msg that
+	// quotes back every credential the request carried: X-Auth-Token,
+	// X-Security-Token, the Authorization header and, for IAM, the password.
+	// EchoPrefix > 0 quotes only that many leading characters of each.
+	FaultEchoCredentials = "echo-credentials"
+	// FaultRedirect answers 302 to Location.
+	FaultRedirect = "redirect"
+
+	// Content faults of the passphrase call, all with status 200.
+	FaultMalformedJSON    = "malformed-json"     // a truncated JSON document
+	FaultOversized        = "oversized"          // a 70 KiB body
+	FaultMismatchedTaskID = "mismatched-task-id" // the answer of another task
+	FaultLongPassphrase   = "long-passphrase"    // a 300-character passphrase
+
+	// Older names, kept for the control API: the normal answer shaped by Body.
+	FaultResetMidBody = "reset-mid-body" // = status 200, body reset
+	FaultSlowBody     = "slow-body"      // = status 200, body slow
+	FaultEchoToken    = "echo-token"     // = echo-credentials
 )
 
-var faultModes = map[string]bool{
-	FaultStatus: true, FaultResetBeforeHeaders: true, FaultResetMidBody: true, FaultSlowHeaders: true,
-	FaultSlowBody: true, FaultMalformedJSON: true, FaultOversized: true, FaultMismatchedTaskID: true,
-	FaultLongPassphrase: true, FaultRedirect: true, FaultEchoToken: true,
-}
+// Body shapes: how the chosen answer's body travels. Any of them combines with
+// any status, on SMS and IAM alike.
+const (
+	BodyWhole       = ""             // as it is
+	BodyTruncate    = "truncate"     // Content-Length of the whole, half of it sent, then the connection (stream) is aborted
+	BodyReset       = "reset"        // half of it, then a TCP reset (HTTP/2: RST_STREAM)
+	BodyCorruptGzip = "corrupt-gzip" // Content-Encoding: gzip over bytes that are not gzip
+	BodyShortLength = "short-length" // a Content-Length shorter than the body that follows (HTTP/1.1)
+	BodySlow        = "slow"         // half of it, a pause of Delay, then the rest
+	BodyHuge        = "huge"         // Size bytes (default 8 MiB) of padding after the answer
+)
+
+var (
+	faultModes = map[string]bool{
+		FaultStatus: true, FaultResetBeforeHeaders: true, FaultSlowHeaders: true, FaultEchoCredentials: true,
+		FaultRedirect: true, FaultMalformedJSON: true, FaultOversized: true, FaultMismatchedTaskID: true,
+		FaultLongPassphrase: true, FaultResetMidBody: true, FaultSlowBody: true, FaultEchoToken: true,
+	}
+	bodyShapes = map[string]bool{
+		BodyWhole: true, BodyTruncate: true, BodyReset: true, BodyCorruptGzip: true,
+		BodyShortLength: true, BodySlow: true, BodyHuge: true,
+	}
+)
 
 // Fault makes the stand-in misbehave for matching requests.
 type Fault struct {
 	Mode       string   `json:"mode"`
 	Target     string   `json:"target,omitempty"`      // "sms" (default) or "iam"
-	TaskID     string   `json:"task_id,omitempty"`     // only this task; empty matches every task
+	TaskID     string   `json:"task_id,omitempty"`     // only this task; empty matches every request of the target
 	Times      int      `json:"times,omitempty"`       // match this many requests, then retire; 0: until cleared
-	Status     int      `json:"status,omitempty"`      // FaultStatus
-	RetryAfter string   `json:"retry_after,omitempty"` // FaultStatus: Retry-After header value
-	Delay      Duration `json:"delay,omitempty"`       // FaultSlowHeaders, FaultSlowBody
+	Status     int      `json:"status,omitempty"`      // FaultStatus, FaultEchoCredentials
+	RetryAfter string   `json:"retry_after,omitempty"` // a Retry-After header on the answer
+	Delay      Duration `json:"delay,omitempty"`       // FaultSlowHeaders, BodySlow
 	Location   string   `json:"location,omitempty"`    // FaultRedirect
+	Body       string   `json:"body,omitempty"`        // a Body* shape
+	Size       int      `json:"size,omitempty"`        // BodyHuge
+	EchoPrefix int      `json:"echo_prefix,omitempty"` // FaultEchoCredentials
 
 	used int
 }
@@ -65,14 +103,28 @@ func (f *Fault) check() error {
 	if !faultModes[f.Mode] {
 		return fmt.Errorf("unknown fault mode %q", f.Mode)
 	}
+	if !bodyShapes[f.Body] {
+		return fmt.Errorf("unknown body shape %q", f.Body)
+	}
+	switch f.Mode {
+	case FaultResetMidBody:
+		f.Mode, f.Body = FaultStatus, BodyReset
+	case FaultSlowBody:
+		f.Mode, f.Body = FaultStatus, BodySlow
+	case FaultEchoToken:
+		f.Mode = FaultEchoCredentials
+	}
 	if f.Target == "" {
 		f.Target = "sms"
 	}
 	if f.Target != "sms" && f.Target != "iam" {
 		return fmt.Errorf("target must be sms or iam")
 	}
-	if f.Mode == FaultStatus && (f.Status < 100 || f.Status > 599) {
-		return fmt.Errorf("mode status needs a status between 100 and 599")
+	if f.Mode == FaultStatus && f.Status == 0 && f.Body != BodyWhole {
+		f.Status = http.StatusOK
+	}
+	if (f.Mode == FaultStatus || f.Status != 0) && (f.Status < 100 || f.Status > 599) {
+		return fmt.Errorf("mode %s needs a status between 100 and 599", f.Mode)
 	}
 	return nil
 }
@@ -94,82 +146,258 @@ func (s *Server) takeFault(target, taskID string) *Fault {
 	return nil
 }
 
-// serve answers a request with the fault. It returns false for delays that
-// end in a normal answer, which the caller then writes.
-func (f *Fault) serve(w http.ResponseWriter, r *http.Request, taskID string) (handled bool) {
+// reply is an answer before it is delivered, so that a fault can replace or
+// reshape it.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func jsonReply(status int, v any) reply {
+	body, _ := json.Marshal(v)
+	return reply{status: status, header: http.Header{"Content-Type": {"application/json"}}, body: append(body, '\n')}
+}
+
+// before applies the part of a fault that comes before the normal answer is
+// computed. It reports false when the request is over (the connection was
+// reset, or the client went away while the fault made it wait).
+func (f *Fault) before(w http.ResponseWriter, r *http.Request) bool {
+	if f == nil {
+		return true
+	}
 	switch f.Mode {
-	case FaultStatus:
-		code, msg := standardError(f.Status)
-		if f.RetryAfter != "" {
-			w.Header().Set("Retry-After", f.RetryAfter)
-		}
-		writeError(w, f.Status, code, msg)
 	case FaultResetBeforeHeaders:
-		reset(w, "")
-	case FaultResetMidBody:
-		reset(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 120\r\n\r\n{\"task_id\":\""+taskID+"\",\"pass")
-	case FaultSlowHeaders:
-		if !sleep(r, time.Duration(f.Delay)) {
-			return true
-		}
+		abort(w, nil)
 		return false
-	case FaultSlowBody:
-		body, _ := json.Marshal(map[string]string{"task_id": taskID, "passphrase": "slow-passphrase"})
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body[:len(body)/2])
-		if fl, ok := w.(http.Flusher); ok {
-			fl.Flush()
-		}
-		if sleep(r, time.Duration(f.Delay)) {
-			_, _ = w.Write(body[len(body)/2:])
-		}
-	case FaultMalformedJSON:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte(`{"task_id": "` + taskID + `", "passphrase": "abc`))
-	case FaultOversized:
-		writeJSON(w, http.StatusOK, map[string]string{"task_id": taskID, "passphrase": "x", "padding": strings.Repeat("p", 70<<10)})
-	case FaultMismatchedTaskID:
-		writeJSON(w, http.StatusOK, map[string]string{"task_id": "another-task", "passphrase": "not-yours"})
-	case FaultLongPassphrase:
-		writeJSON(w, http.StatusOK, map[string]string{"task_id": taskID, "passphrase": strings.Repeat("p", 300)})
-	case FaultRedirect:
-		w.Header().Set("Location", f.Location)
-		w.WriteHeader(http.StatusFound)
-	case FaultEchoToken:
-		writeError(w, http.StatusForbidden, "SMS.9004", "token "+r.Header.Get("X-Auth-Token")+" may not read this task")
+	case FaultSlowHeaders:
+		return sleep(r, time.Duration(f.Delay))
 	}
 	return true
+}
+
+// replaces reports whether the fault answers instead of the normal answer, so
+// that the stand-in skips computing it (and its side effects: issued tokens,
+// counted logins and authentications).
+func (f *Fault) replaces() bool {
+	if f == nil {
+		return false
+	}
+	switch f.Mode {
+	case FaultStatus, FaultSlowHeaders:
+		return f.Status != 0 && (f.Status < 200 || f.Status > 299)
+	}
+	return true
+}
+
+// apply turns the normal answer into the one the fault calls for.
+// errorFor builds the service's error body for a status.
+func (f *Fault) apply(r *http.Request, normal reply, taskID string, errorFor func(status int, code, msg string) reply) reply {
+	if f == nil {
+		return normal
+	}
+	rep := normal
+	switch f.Mode {
+	case FaultStatus, FaultSlowHeaders:
+		if f.Status != 0 && (f.Status < 200 || f.Status > 299) {
+			code, msg := standardError(f.Status)
+			rep = errorFor(f.Status, code, msg)
+		}
+	case FaultEchoCredentials:
+		status := f.Status
+		if status == 0 {
+			status = http.StatusForbidden
+		}
+		rep = errorFor(status, "SMS.9004", "request not allowed for "+strings.Join(echoed(r, f.EchoPrefix), " and "))
+	case FaultRedirect:
+		rep = reply{status: http.StatusFound, header: http.Header{"Location": {f.Location}}}
+	case FaultMalformedJSON:
+		rep = reply{status: http.StatusOK, header: http.Header{"Content-Type": {"application/json"}},
+			body: []byte(`{"task_id": "` + taskID + `", "passphrase": "abc`)}
+	case FaultOversized:
+		rep = jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": "x", "padding": strings.Repeat("p", 70<<10)})
+	case FaultMismatchedTaskID:
+		rep = jsonReply(http.StatusOK, map[string]string{"task_id": "another-task", "passphrase": "not-yours"})
+	case FaultLongPassphrase:
+		rep = jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": strings.Repeat("p", 300)})
+	}
+	if f.RetryAfter != "" {
+		rep.header = rep.header.Clone()
+		if rep.header == nil {
+			rep.header = http.Header{}
+		}
+		rep.header.Set("Retry-After", f.RetryAfter)
+	}
+	return rep
+}
+
+// echoed lists the credentials a request carried, as an upstream that quotes
+// them back in an error would.
+func echoed(r *http.Request, prefix int) []string {
+	var out []string
+	add := func(v string) {
+		if v == "" {
+			return
+		}
+		if prefix > 0 && len(v) > prefix {
+			v = v[:prefix]
+		}
+		out = append(out, v)
+	}
+	add(r.Header.Get("X-Auth-Token"))
+	add(r.Header.Get("X-Security-Token"))
+	add(r.Header.Get("Authorization"))
+	if r.Body != nil && r.Method == http.MethodPost {
+		var tr tokenRequest
+		if json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20)).Decode(&tr) == nil {
+			add(tr.Auth.Identity.Password.User.Password)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "an anonymous caller")
+	}
+	return out
+}
+
+// deliver writes rep, its body shaped as the fault says.
+func (f *Fault) deliver(w http.ResponseWriter, r *http.Request, rep reply) {
+	shape, delay, size := BodyWhole, time.Duration(0), 0
+	if f != nil {
+		shape, delay, size = f.Body, time.Duration(f.Delay), f.Size
+	}
+	for k, vs := range rep.header {
+		w.Header()[k] = vs
+	}
+	body := rep.body
+	half := len(body) / 2
+
+	switch shape {
+	case BodyWhole:
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(body)
+	case BodyTruncate:
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)+64))
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(body[:half])
+		flush(w)
+		abort(w, nil)
+	case BodyReset:
+		if r.ProtoMajor == 1 {
+			var raw bytes.Buffer
+			fmt.Fprintf(&raw, "HTTP/1.1 %d %s\r\n", rep.status, http.StatusText(rep.status))
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			_ = w.Header().Write(&raw)
+			raw.WriteString("\r\n")
+			raw.Write(body[:half])
+			abort(w, raw.Bytes())
+			return
+		}
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(body[:half])
+		flush(w)
+		abort(w, nil)
+	case BodyCorruptGzip:
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rep.status)
+		// A gzip magic number and method, then bytes that are no deflate stream.
+		_, _ = w.Write(append([]byte{0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0xff}, bytes.Repeat([]byte{0xff}, 64)...))
+	case BodyShortLength:
+		if r.ProtoMajor != 1 {
+			// HTTP/2 frames the body itself; the nearest fault is a truncation.
+			(&Fault{Body: BodyTruncate}).deliver(w, r, rep)
+			return
+		}
+		var raw bytes.Buffer
+		fmt.Fprintf(&raw, "HTTP/1.1 %d %s\r\n", rep.status, http.StatusText(rep.status))
+		w.Header().Set("Content-Length", strconv.Itoa(half))
+		_ = w.Header().Write(&raw)
+		raw.WriteString("\r\n")
+		raw.Write(body)
+		hijackWrite(w, raw.Bytes())
+	case BodySlow:
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(body[:half])
+		flush(w)
+		if sleep(r, delay) {
+			_, _ = w.Write(body[half:])
+		}
+	case BodyHuge:
+		if size <= 0 {
+			size = 8 << 20
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(body)
+		chunk := bytes.Repeat([]byte(" "), 32<<10)
+		for sent := 0; sent < size; sent += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func flush(w http.ResponseWriter) {
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
 }
 
 // sleep waits d, or less if the client goes away; it reports whether the
 // client is still there.
 func sleep(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-time.After(d):
+	case <-t.C:
 		return true
 	case <-r.Context().Done():
 		return false
 	}
 }
 
-// reset writes raw bytes, if any, then closes the connection with a TCP RST
-// (SO_LINGER 0), which a client sees as "connection reset by peer".
-func reset(w http.ResponseWriter, raw string) {
+// abort ends the exchange abruptly. On HTTP/1.1 it writes raw bytes, if any,
+// then closes the connection with a TCP RST (SO_LINGER 0), which a client sees
+// as "connection reset by peer". On HTTP/2, where a handler cannot reach the
+// connection, it resets the stream (RST_STREAM), which is what a client sees
+// there.
+func abort(w http.ResponseWriter, raw []byte) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		http.Error(w, "this fault needs HTTP/1.1", http.StatusInternalServerError)
-		return
+		panic(http.ErrAbortHandler)
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if len(raw) > 0 {
+		writeRaw(buf, raw)
+	}
+	setLingerZero(conn)
+	_ = conn.Close()
+}
+
+// hijackWrite writes raw bytes on an HTTP/1.1 connection and closes it.
+func hijackWrite(w http.ResponseWriter, raw []byte) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler)
 	}
 	conn, buf, err := hj.Hijack()
 	if err != nil {
 		return
 	}
-	if raw != "" {
-		writeRaw(buf, raw)
-	}
+	writeRaw(buf, raw)
+	_ = conn.Close()
+}
+
+func setLingerZero(conn net.Conn) {
 	if tcp, ok := conn.(*net.TCPConn); ok {
 		_ = tcp.SetLinger(0)
 	} else if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
@@ -177,11 +405,10 @@ func reset(w http.ResponseWriter, raw string) {
 			_ = tcp.SetLinger(0)
 		}
 	}
-	_ = conn.Close()
 }
 
-func writeRaw(buf *bufio.ReadWriter, raw string) {
-	_, _ = buf.WriteString(raw)
+func writeRaw(buf *bufio.ReadWriter, raw []byte) {
+	_, _ = buf.Write(raw)
 	_ = buf.Flush()
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"time"
 )
@@ -32,7 +31,8 @@ type tokenRequest struct {
 }
 
 // serveIAMToken is POST /v3/auth/tokens with the password method: 201 with the
-// token in X-Subject-Token, or 401 for a wrong user, password or domain.
+// token in X-Subject-Token, or 401 for a wrong user, password or domain, or a
+// user locked out after too many failures.
 func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.IAMTokenRequests++
@@ -40,53 +40,82 @@ func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if fault != nil {
 		s.countFault()
-		if fault.serve(w, r, "") {
-			return
-		}
 	}
-	if r.Method != http.MethodPost {
-		writeError(w, http.StatusMethodNotAllowed, "APIGW.0102", "The method is not allowed.")
+	if !fault.before(w, r) {
 		return
 	}
+	var rep reply
+	if !fault.replaces() {
+		rep = s.tokenReply(r)
+	}
+	fault.deliver(w, r, fault.apply(r, rep, "", iamError))
+}
 
+func (s *Server) tokenReply(r *http.Request) reply {
+	if r.Method != http.MethodPost {
+		return iamError(http.StatusMethodNotAllowed, "", "The method is not allowed.")
+	}
 	var req tokenRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "IAM.0011", "Request body is invalid.")
-		return
+	if err := json.Unmarshal(bodyOf(r), &req); err != nil {
+		return iamError(http.StatusBadRequest, "", "The request body is invalid.")
 	}
 	id := req.Auth.Identity
 	user := id.Password.User
-	if len(id.Methods) != 1 || id.Methods[0] != "password" || req.Auth.Scope.Domain.Name != user.Domain.Name || !s.knownUser(user.Domain.Name, user.Name, user.Password) {
-		writeError(w, http.StatusUnauthorized, "IAM.0004", "The username or password is wrong.")
-		return
+	if len(id.Methods) != 1 || id.Methods[0] != "password" || req.Auth.Scope.Domain.Name != user.Domain.Name {
+		return iamError(http.StatusBadRequest, "", "The request body is invalid.")
+	}
+	if msg, ok := s.login(user.Domain.Name, user.Name, user.Password); !ok {
+		return iamError(http.StatusUnauthorized, "", msg)
 	}
 
-	var raw [96]byte
-	_, _ = rand.Read(raw[:])
-	token := "MIIfake" + base64.RawURLEncoding.EncodeToString(raw[:])
+	raw := make([]byte, s.opts.TokenSize*3/4+3)
+	_, _ = rand.Read(raw)
+	token := ("MIIfake" + base64.RawURLEncoding.EncodeToString(raw))[:s.opts.TokenSize]
 	issued := s.now().UTC()
 	expires := issued.Add(s.opts.TokenLifetime)
 
 	s.mu.Lock()
 	s.issued[token] = expires
+	s.everIssued = append(s.everIssued, token)
 	s.stats.IAMTokensIssued++
 	s.mu.Unlock()
 
-	w.Header().Set("X-Subject-Token", token)
-	writeJSON(w, http.StatusCreated, map[string]any{"token": map[string]any{
+	rep := jsonReply(http.StatusCreated, map[string]any{"token": map[string]any{
 		"methods":    []string{"password"},
 		"issued_at":  issued.Format(time.RFC3339Nano),
 		"expires_at": expires.Format(time.RFC3339Nano),
 		"user":       map[string]any{"name": user.Name, "domain": map[string]string{"name": user.Domain.Name}},
 		"domain":     map[string]string{"name": user.Domain.Name},
 	}})
+	rep.header.Set("X-Subject-Token", token)
+	return rep
 }
 
-func (s *Server) knownUser(domain, name, password string) bool {
+// login checks a user's password the way IAM's login protection does: after
+// LockoutAfter consecutive failures the user is refused for LockoutDuration,
+// whatever the password.
+func (s *Server) login(domain, name, password string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := domain + "/" + name
+	if until, locked := s.lockedUntil[key]; locked {
+		if s.now().Before(until) {
+			s.stats.IAMLoginFailures++
+			return "The user is locked because of too many failed logins.", false
+		}
+		delete(s.lockedUntil, key)
+	}
 	for _, u := range s.opts.Users {
 		if u.Domain == domain && u.Name == name && u.Password == password {
-			return true
+			s.failedLogins[key] = 0
+			return "", true
 		}
 	}
-	return false
+	s.stats.IAMLoginFailures++
+	s.failedLogins[key]++
+	if s.opts.LockoutAfter > 0 && s.failedLogins[key] >= s.opts.LockoutAfter {
+		s.lockedUntil[key] = s.now().Add(s.opts.LockoutDuration)
+		s.failedLogins[key] = 0
+	}
+	return "The username or password is wrong.", false
 }

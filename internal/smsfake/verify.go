@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -50,10 +49,7 @@ func (s *Server) verifySignature(r *http.Request) (string, error) {
 		}
 	}
 
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return "", errors.New("the body could not be read")
-	}
+	body := bodyOf(r)
 	expected := Signature(r.Method, r.URL.Path, r.URL.Query(), func(name string) string {
 		if name == "host" {
 			return r.Host
