@@ -6,6 +6,8 @@ package sms
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
 
 const backendHelp = `
@@ -40,8 +44,12 @@ type backend struct {
 
 	logger hclog.Logger
 	now    func() time.Time
-	cache  *passphraseCache
+	cache  *cache
 	stats  upstreamStats
+
+	// fetchHook, when set, runs at the start of every upstream fetch; tests
+	// use it to inject what no upstream answer can (a panic).
+	fetchHook func()
 
 	// conn is read lock-free on every request; mu serialises building and
 	// dropping it.
@@ -53,7 +61,7 @@ type backend struct {
 // a whole when the config changes, never modified.
 type connection struct {
 	cfg    *smsConfig
-	client *smsClient
+	client *huawei.Client
 	policy cachePolicy
 }
 
@@ -62,7 +70,7 @@ func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 		logger = hclog.NewNullLogger()
 	}
 	b := &backend{logger: logger, now: now}
-	b.cache = newPassphraseCache(defaultCacheMaxEntries, now)
+	b.cache = newCache(defaultCacheMaxEntries, now, logger)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -89,25 +97,72 @@ func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 //     regexps and its reflection-based field decoding (run twice) costing
 //     three times the rest of a cached read; for this one request they decide
 //     nothing, and TestFastPathMatchesTheFramework keeps both routes equal.
-//   - Config writes are screened first: the framework's field validation
-//     quotes a value it cannot convert, so a secret sent with the wrong JSON
-//     type would be echoed back into the response and the audit log.
+//   - A request carrying a field its path cannot convert gets a 400 naming
+//     the field: the framework's own message quotes the value, which would
+//     echo a secret sent with the wrong JSON type into the response, Vault's
+//     log and the audit log (whose error field is not HMACed).
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if req.Operation == logical.ReadOperation && len(req.Data) == 0 {
 		if id, ok := strings.CutPrefix(req.Path, passphrasePrefix); ok && validateTaskID(id) == nil {
 			return b.readPassphrase(ctx, req, id)
 		}
 	}
-	if req.Path == configStorageKey && (req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation) {
-		for _, name := range secretFields {
-			if v, ok := req.Data[name]; ok && v != nil {
-				if _, isString := v.(string); !isString {
-					return logical.ErrorResponse(fmt.Sprintf("%s must be a string", name)), nil
-				}
-			}
+	if bad := b.unconvertible(req); len(bad) > 0 {
+		var problems []string
+		for _, f := range bad {
+			problems = append(problems, fmt.Sprintf("%s must be a %s", f.name, typeName(f.schema.Type)))
 		}
+		return logical.ErrorResponse("invalid request: " + strings.Join(problems, "; ")), nil
 	}
 	return b.Backend.HandleRequest(ctx, req)
+}
+
+// HandleExistenceCheck is what Vault calls before a create or update, and the
+// framework's version validates every field, quoting a value it cannot
+// convert in an error that Vault logs and audits. Unconvertible fields are
+// left out of the check (they decide nothing about existence); the request
+// that follows rejects them without repeating them.
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+	if bad := b.unconvertible(req); len(bad) > 0 {
+		cp := *req
+		cp.Data = maps.Clone(req.Data)
+		for _, f := range bad {
+			delete(cp.Data, f.name)
+		}
+		return b.Backend.HandleExistenceCheck(ctx, &cp)
+	}
+	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
+type namedField struct {
+	name   string
+	schema *framework.FieldSchema
+}
+
+// unconvertible lists, in name order, the fields of a request that its path
+// declares but cannot convert to their declared types.
+func (b *backend) unconvertible(req *logical.Request) []namedField {
+	if len(req.Data) == 0 {
+		return nil
+	}
+	p := b.Route(req.Path)
+	if p == nil {
+		return nil
+	}
+	var bad []namedField
+	for _, name := range slices.Sorted(maps.Keys(req.Data)) {
+		schema, ok := p.Fields[name]
+		if !ok || strings.Contains(p.Pattern, "(?P<"+name+">") {
+			// Unknown fields are ignored with a warning; a field the URL
+			// captures takes the URL's value.
+			continue
+		}
+		fd := &framework.FieldData{Raw: map[string]any{name: req.Data[name]}, Schema: map[string]*framework.FieldSchema{name: schema}}
+		if _, _, err := fd.GetOkErr(name); err != nil {
+			bad = append(bad, namedField{name, schema})
+		}
+	}
+	return bad
 }
 
 // connection returns the current connection, building it from storage on
@@ -126,7 +181,7 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 		return nil, err
 	}
 	// Built without the request's context: the client outlives this request.
-	client, err := newClient(cfg, &b.stats, b.now, b.logger)
+	client, err := newClient(cfg, &b.stats.requests, b.now, b.logger)
 	if err != nil {
 		return nil, fmt.Errorf("building the SMS client from the stored config: %w", err)
 	}
@@ -142,7 +197,7 @@ func (b *backend) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if old := b.conn.Swap(nil); old != nil {
-		old.client.close()
+		old.client.Close()
 	}
 	b.cache.flush()
 }

@@ -83,16 +83,26 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, nil)
+}
+
+// newTestEnvWith lets a test change the stand-in's options (token lifetime,
+// lockout...) before it starts.
+func newTestEnvWith(t *testing.T, tune func(*smsfake.Options)) *testEnv {
+	t.Helper()
 	clock := newFakeClock()
-	fake := smsfake.New(smsfake.Options{
-		Tokens:         []string{testToken},
-		AccessKeys:     map[string]string{testAccessKey: testSecretKey},
-		Users:          []smsfake.User{{Domain: testDomain, Name: testUser, Password: testPassword}},
-		Tasks:          map[string]string{testTask: testPassphrase},
-		TokenLifetime:  time.Hour,
-		Now:            clock.Now,
-		SecurityTokens: nil,
-	})
+	opts := smsfake.Options{
+		Tokens:        []string{testToken},
+		AccessKeys:    map[string]string{testAccessKey: testSecretKey},
+		Users:         []smsfake.User{{Domain: testDomain, Name: testUser, Password: testPassword}},
+		Tasks:         map[string]string{testTask: testPassphrase},
+		TokenLifetime: time.Hour,
+		Now:           clock.Now,
+	}
+	if tune != nil {
+		tune(&opts)
+	}
+	fake := smsfake.New(opts)
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 

@@ -169,9 +169,14 @@ func BenchmarkCache100k(b *testing.B) {
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
 
-		c := newPassphraseCache(entries, time.Now)
+		c := newCache(entries, time.Now, hclog.NewNullLogger())
+		policy := cachePolicy{ttl: time.Hour}
 		for j := 0; j < entries; j++ {
-			c.store(fmt.Sprintf("%08x-1b4d-4c8a-9e7f-6a5b4c3d2e10", j), 0, fmt.Sprintf("%032x", j))
+			id := fmt.Sprintf("%08x-1b4d-4c8a-9e7f-6a5b4c3d2e10", j)
+			pv := &passphraseValue{taskID: id, passphrase: fmt.Sprintf("%032x", j)}
+			if _, err := c.fetch(context.Background(), passphraseKey(id), 0, policy, value(pv)); err != nil {
+				b.Fatal(err)
+			}
 		}
 
 		runtime.GC()

@@ -9,16 +9,19 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
 
 // Authentication methods, as reported by a config read in auth_method.
 const (
-	authMethodToken     = "token"
-	authMethodAccessKey = "access_key"
-	authMethodPassword  = "password"
+	authMethodToken     = huawei.MethodToken
+	authMethodAccessKey = huawei.MethodAccessKey
+	authMethodPassword  = huawei.MethodPassword
 )
 
 // Defaults and bounds of the tunable settings. The bounds exist to turn typos
@@ -51,19 +54,8 @@ var (
 	idPattern     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 )
 
-// secret holds a credential. Its String and GoString hide the value, so that a
-// config printed by mistake (%v, %+v, %#v, a panic message) cannot leak it; code
-// that needs the value converts explicitly with string(s).
-type secret string
-
-func (s secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "<redacted>"
-}
-
-func (s secret) GoString() string { return fmt.Sprintf("%q", s.String()) }
+// secret holds a credential; it hides its value from fmt (see huawei.Secret).
+type secret = huawei.Secret
 
 // smsConfig is what sms/config stores (as JSON, under storage key "config").
 type smsConfig struct {
@@ -163,16 +155,49 @@ func (c *smsConfig) endpointURL() string {
 	return ""
 }
 
-// secretValues lists the configured credentials, so that anything echoed by an
-// upstream can be scrubbed of them before it reaches a log or a Vault client.
-func (c *smsConfig) secretValues() []string {
-	var out []string
-	for _, s := range []secret{c.Token, c.SecretKey, c.SecurityToken, c.Password} {
-		if s != "" {
-			out = append(out, string(s))
+// destinationFields decide where the credentials are sent.
+var destinationFields = []string{"endpoint", "region", "iam_endpoint", "ca_cert"}
+
+// movedDestinations lists the destination fields whose values differ
+// between two configs.
+func movedDestinations(from, to *smsConfig) []string {
+	var moved []string
+	for _, f := range destinationFields {
+		if from.field(f) != to.field(f) {
+			moved = append(moved, f)
 		}
 	}
-	return out
+	return moved
+}
+
+func (c *smsConfig) field(name string) string {
+	switch name {
+	case "endpoint":
+		return c.Endpoint
+	case "region":
+		return c.Region
+	case "iam_endpoint":
+		return c.IAMEndpoint
+	case "ca_cert":
+		return c.CACert
+	}
+	return ""
+}
+
+// methodSecrets lists the secret fields the config's auth method holds.
+func (c *smsConfig) methodSecrets() []string {
+	switch c.authMethod() {
+	case authMethodToken:
+		return []string{"token"}
+	case authMethodAccessKey:
+		if c.SecurityToken != "" {
+			return []string{"secret_key", "security_token"}
+		}
+		return []string{"secret_key"}
+	case authMethodPassword:
+		return []string{"password"}
+	}
+	return nil
 }
 
 // validate returns every problem with the config, each naming its field.
@@ -308,6 +333,13 @@ func checkEndpoint(raw string) error {
 	}
 	if u.User != nil {
 		return fmt.Errorf("must not contain user information")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("must have a port between 1 and 65535")
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return fmt.Errorf("must have a port between 1 and 65535")
 	}
 	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "?") || strings.HasSuffix(raw, "#") {
 		return fmt.Errorf("must not contain a query or a fragment")

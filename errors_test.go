@@ -2,50 +2,41 @@ package sms
 
 import (
 	"net/http"
-	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
-
-func TestSanitizeBoundsAndCleansUpstreamText(t *testing.T) {
-	scrub := newScrubber([]string{testToken, "abc"}) // too short to scrub
-	got := sanitize("line1\nline2\x1b[31m "+testToken+" abc", scrub)
-	require.Equal(t, "line1 line2 [31m <redacted> abc", got)
-
-	// Cut at a rune boundary, never inside a multi-byte character.
-	long := strings.Repeat("é", 200) // 400 bytes
-	got = sanitize(long, nil)
-	require.True(t, utf8.ValidString(got))
-	require.LessOrEqual(t, len(got), maxUpstreamText+3)
-	require.True(t, strings.HasSuffix(got, "..."))
-	require.Nil(t, newScrubber(nil))
-}
 
 func TestUpstreamErrorStatusesAndRetryability(t *testing.T) {
 	cases := []struct {
-		err       upstreamError
+		err       huawei.Error
 		status    int
-		retryable bool
+		temporary bool
 	}{
-		{upstreamError{kind: failNotFound}, http.StatusNotFound, false},
-		{upstreamError{kind: failRefused, status: 403}, http.StatusBadGateway, false},
-		{upstreamError{kind: failThrottled, status: 429}, http.StatusBadGateway, true},
-		{upstreamError{kind: failServer, status: 503}, http.StatusBadGateway, true},
-		{upstreamError{kind: failServer, status: 501}, http.StatusBadGateway, false},
-		{upstreamError{kind: failBadResponse, status: 200}, http.StatusBadGateway, false},
-		{upstreamError{kind: failUnreachable}, http.StatusBadGateway, true},
-		{upstreamError{kind: failTimeout}, http.StatusGatewayTimeout, true},
-		{upstreamError{kind: failRateLimited}, http.StatusBadGateway, true},
+		{huawei.Error{Kind: huawei.KindNotFound}, http.StatusNotFound, false},
+		{huawei.Error{Kind: huawei.KindRefused, Status: 403}, http.StatusBadGateway, false},
+		{huawei.Error{Kind: huawei.KindThrottled, Status: 429}, http.StatusBadGateway, true},
+		{huawei.Error{Kind: huawei.KindServer, Status: 503}, http.StatusBadGateway, true},
+		{huawei.Error{Kind: huawei.KindServer, Status: 501}, http.StatusBadGateway, false},
+		{huawei.Error{Kind: huawei.KindBadResponse, Status: 200}, http.StatusBadGateway, false},
+		{huawei.Error{Kind: huawei.KindBroken, Status: 503}, http.StatusBadGateway, true},
+		{huawei.Error{Kind: huawei.KindUnreachable}, http.StatusBadGateway, true},
+		{huawei.Error{Kind: huawei.KindTimeout}, http.StatusGatewayTimeout, true},
+		{huawei.Error{Kind: huawei.KindRateLimited}, http.StatusBadGateway, true},
+		{huawei.Error{Kind: huawei.KindInternal}, http.StatusInternalServerError, false},
 	}
 	for _, tc := range cases {
 		e := tc.err
-		require.Equal(t, tc.status, e.httpStatus(), "%+v", e)
-		require.Equal(t, tc.retryable, e.retryable(), "%+v", e)
+		require.Equal(t, tc.status, httpStatus(&e), "%+v", e)
+		require.Equal(t, tc.temporary, e.Temporary(), "%+v", e)
 		coded, ok := vaultError(&e).(logical.HTTPCodedError)
 		require.True(t, ok, "must cross the plugin boundary as a coded error")
 		require.Equal(t, tc.status, coded.Code())
 	}
+	coded, ok := vaultError(errInternal).(logical.HTTPCodedError)
+	require.True(t, ok)
+	require.Equal(t, http.StatusInternalServerError, coded.Code())
 }

@@ -46,12 +46,12 @@ func (b *backend) pathCacheRead(context.Context, *logical.Request, *framework.Fi
 		b.cache.removeExpired(c.policy)
 	}
 	return &logical.Response{Data: map[string]any{
-		"entries":           b.cache.len(),
-		"hits":              b.cache.hits.Load(),
-		"misses":            b.cache.misses.Load(),
+		"entries":           b.cache.lenByKind()[kindPassphrase],
+		"hits":              b.cache.stats[kindPassphrase].hits.Load(),
+		"misses":            b.cache.stats[kindPassphrase].misses.Load(),
 		"upstream_requests": b.stats.requests.Load(),
 		"upstream_errors":   b.stats.errors.Load(),
-		"stale_served":      b.cache.staleServed.Load(),
+		"stale_served":      b.cache.stats[kindPassphrase].staleServed.Load(),
 	}}, nil
 }
 

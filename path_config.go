@@ -254,6 +254,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if len(problems) == 0 {
 		problems = cfg.validate()
 	}
+	if len(problems) == 0 && stored != nil {
+		problems = resuppliedSecrets(stored, cfg, req.Data)
+	}
 	if len(problems) > 0 {
 		// The stored config is untouched.
 		return logical.ErrorResponse("invalid configuration: " + strings.Join(problems, "; ")), nil
@@ -269,6 +272,29 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	b.reset()
 	b.logger.Info("config written", "auth_method", cfg.authMethod(), "endpoint", cfg.endpointURL())
 	return nil, nil
+}
+
+// resuppliedSecrets enforces that a write which changes where credentials
+// are sent carries them too. Otherwise whoever may update the config could
+// point the engine at a host of their choice and collect the stored secrets,
+// which are write-only precisely so that an update grant does not reveal
+// them.
+func resuppliedSecrets(stored, next *smsConfig, written map[string]any) []string {
+	moved := movedDestinations(stored, next)
+	if len(moved) == 0 {
+		return nil
+	}
+	var missing []string
+	for _, name := range next.methodSecrets() {
+		if _, ok := written[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("changing %s changes where the engine sends its credentials: supply %s in the same write",
+		strings.Join(moved, ", "), strings.Join(missing, " and "))}
 }
 
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

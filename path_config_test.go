@@ -103,7 +103,7 @@ func TestConfigAcceptsLoopbackHTTPAndRegion(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, status, msg)
 	conn, err := env.b.connection(context.Background(), env.storage)
 	require.NoError(t, err)
-	require.Equal(t, "https://sms.ap-southeast-3.myhuaweicloud.com", conn.client.baseURL)
+	require.Equal(t, "https://sms.ap-southeast-3.myhuaweicloud.com", conn.cfg.endpointURL())
 }
 
 func TestConfigRejectsInvalidValuesAndKeepsTheStoredOne(t *testing.T) {

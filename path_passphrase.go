@@ -86,6 +86,15 @@ func (b *backend) pathPassphraseRead(ctx context.Context, req *logical.Request, 
 	return b.readPassphrase(ctx, req, taskID)
 }
 
+// passphraseValue is a cached passphrase, its fields boxed once when stored
+// so that a cache hit builds its response without allocating them.
+type passphraseValue struct {
+	taskID     any
+	passphrase any
+}
+
+func passphraseKey(taskID string) cacheKey { return cacheKey{kind: kindPassphrase, id: taskID} }
+
 // readPassphrase serves a validated task id. A warm read is an atomic load, a
 // cache lookup and the response: nothing else.
 func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, taskID string) (*logical.Response, error) {
@@ -97,17 +106,23 @@ func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, task
 	if conn == nil {
 		return notConfigured(req), nil
 	}
-	if e, ok := b.cache.fresh(taskID, conn.policy); ok {
-		return &logical.Response{Data: map[string]any{"task_id": e.taskID, "passphrase": e.passphrase}}, nil
+	key := passphraseKey(taskID)
+	if v, ok := b.cache.fresh(key, conn.policy); ok {
+		pv := v.(*passphraseValue)
+		return &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}}, nil
 	}
 
-	ans, err := b.cache.fetch(ctx, taskID, epoch, conn.policy, func(ctx context.Context) (string, error) {
-		passphrase, err := conn.client.passphrase(ctx, taskID)
+	ans, err := b.cache.fetch(ctx, key, epoch, conn.policy, func(ctx context.Context) (any, error) {
+		if b.fetchHook != nil {
+			b.fetchHook()
+		}
+		passphrase, err := conn.client.Passphrase(ctx, taskID)
 		if err != nil {
 			b.stats.errors.Add(1)
 			b.logger.Warn("sms passphrase request failed", "task_id", taskID, "error", err.Error())
+			return nil, err
 		}
-		return passphrase, err
+		return &passphraseValue{taskID: taskID, passphrase: passphrase}, nil
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -116,9 +131,10 @@ func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, task
 		return nil, vaultError(err)
 	}
 
+	pv := ans.value.(*passphraseValue)
 	resp := &logical.Response{Data: map[string]any{
-		"task_id":    taskID,
-		"passphrase": ans.passphrase,
+		"task_id":    pv.taskID,
+		"passphrase": pv.passphrase,
 	}}
 	if ans.staleFor != nil {
 		resp.AddWarning(fmt.Sprintf("stale passphrase served: it was fetched %s ago, past cache_ttl, and stale_if_error allows it because %s",
@@ -132,6 +148,6 @@ func (b *backend) pathPassphraseEvict(_ context.Context, _ *logical.Request, d *
 	if err := validateTaskID(taskID); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	b.cache.evict(taskID)
+	b.cache.evict(passphraseKey(taskID))
 	return nil, nil
 }

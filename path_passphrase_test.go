@@ -286,7 +286,7 @@ func TestGatewayNotFoundIsAConfigProblemNotAMissingTask(t *testing.T) {
 	_, status, msg := env.readPassphrase(testTask)
 	require.Equal(t, http.StatusBadGateway, status, msg)
 	require.Contains(t, msg, "APIGW.0101")
-	require.Contains(t, msg, "check endpoint")
+	require.Contains(t, msg, "check the endpoint")
 }
 
 func TestRedirectsAreNeverFollowedAndCredentialsStayHome(t *testing.T) {
@@ -326,7 +326,7 @@ func TestNoSecretInLogsAtTraceLevel(t *testing.T) {
 	env.readPassphrase("third")
 
 	logs := env.logs.String()
-	require.Contains(t, logs, "sms request", "upstream requests are logged at debug")
+	require.Contains(t, logs, "upstream request", "upstream requests are logged at debug")
 	require.Contains(t, logs, "request_id")
 	require.Contains(t, logs, "[WARN]", "failures are logged at warn")
 	// assertNoSecretsLogged runs at cleanup; check here too so the failure is local.

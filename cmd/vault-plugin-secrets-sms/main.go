@@ -3,6 +3,8 @@
 package main
 
 import (
+	"io"
+	"log"
 	"os"
 
 	"github.com/hashicorp/go-hclog"
@@ -13,6 +15,12 @@ import (
 )
 
 func main() {
+	// net/http's client writes the bytes an upstream sends unsolicited on an
+	// idle connection to the standard logger, quoted. In a plugin, stderr
+	// ends up in Vault's log, so a hostile upstream could write there
+	// whatever it saw, credentials included. The engine logs through hclog.
+	log.SetOutput(io.Discard)
+
 	meta := &api.PluginAPIClientMeta{}
 	flags := meta.FlagSet()
 	if err := flags.Parse(os.Args[1:]); err != nil {

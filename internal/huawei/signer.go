@@ -1,4 +1,4 @@
-package sms
+package huawei
 
 import (
 	"context"
@@ -25,8 +25,8 @@ const (
 // akskSigner signs every request with an access key pair.
 type akskSigner struct {
 	accessKey     string
-	secretKey     secret
-	securityToken secret // temporary credentials only
+	secretKey     Secret
+	securityToken Secret // temporary credentials only
 	projectID     string
 	domainID      string
 	now           func() time.Time
@@ -160,4 +160,15 @@ func sdkEscape(s string) string {
 		b.WriteByte(hexDigits[c&0x0f])
 	}
 	return b.String()
+}
+
+// signatureOf returns the signature of an Authorization header value, the
+// part that proves the secret key and must never be shown.
+func signatureOf(authorization string) string {
+	_, sig, ok := strings.Cut(authorization, "Signature=")
+	if !ok {
+		return ""
+	}
+	sig, _, _ = strings.Cut(sig, ",")
+	return strings.TrimSpace(sig)
 }

@@ -1,4 +1,4 @@
-package sms
+package huawei
 
 import (
 	"context"
@@ -38,7 +38,9 @@ func (p *retryPolicy) backoff(_, _ time.Duration, _ int, _ *http.Response) time.
 // timeout.
 func (p *retryPolicy) check(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
-		return false, ctx.Err()
+		// No retry; the attempt's own error (an IAM failure, say) says more
+		// than the expired context does.
+		return false, nil
 	}
 	var retry bool
 	if err != nil {
@@ -102,12 +104,14 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 }
 
 // transientError reports whether a transport error may go away on retry:
-// connection refused or reset, EOF, a body cut short. Certificate problems,
-// deadlines and our own refusals (IAM, rate limit) will not.
+// connection refused or reset, EOF, a body cut short or corrupt. Certificate
+// problems, deadlines and the client's own refusals will not, and failures of
+// the authenticator (IAM) are not retried here: IAM calls have retries of
+// their own, and a remembered refusal must stay one call.
 func transientError(err error) bool {
-	var ue *upstreamError
+	var ue *Error
 	if errors.As(err, &ue) {
-		return ue.retryable() && ue.kind != failRateLimited && ue.kind != failTimeout
+		return false
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || isCertError(err) {
 		return false

@@ -73,9 +73,16 @@ func TestIAMTokenIsRenewedShortlyBeforeItExpires(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.EqualValues(t, 1, env.fake.Stats().IAMTokenRequests, "still well inside its lifetime")
 
-	// A tenth of the lifetime before expiry, the token is replaced.
+	// A tenth of the lifetime before expiry, the token is replaced in the
+	// background: the read does not wait for IAM.
 	env.clock.Advance(5 * time.Minute)
 	_, status, msg := env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+	require.Eventually(t, func() bool { return env.fake.Stats().IAMTokensIssued == 2 }, 5*time.Second, time.Millisecond)
+
+	// The next reads use the new token, past the old one's expiry too.
+	env.clock.Advance(6 * time.Minute)
+	_, status, msg = env.readPassphrase(testTask)
 	require.Equal(t, http.StatusOK, status, msg)
 	require.EqualValues(t, 2, env.fake.Stats().IAMTokenRequests)
 	require.Zero(t, env.fake.Stats().Rejected, "no request may ever carry an expired token")
@@ -119,7 +126,7 @@ func TestIAMFailuresAre502WithIAMsCodeAndNoPassword(t *testing.T) {
 		_, status, msg := env.readPassphrase(testTask)
 		require.Equal(t, http.StatusBadGateway, status, msg)
 		require.Contains(t, msg, "IAM")
-		require.Contains(t, msg, "IAM.0004")
+		require.Contains(t, msg, "The username or password is wrong")
 		require.Contains(t, msg, "HTTP 401")
 		assertNoSecrets(t, msg, testPassword, "pw-wrong-1234567890")
 		require.Zero(t, env.fake.Stats().Requests, "SMS is not called without a token")
@@ -170,4 +177,25 @@ func TestConfigWriteDropsTheIAMToken(t *testing.T) {
 	env.configurePassword(map[string]any{"request_timeout": "9s"})
 	env.readPassphrase(testTask)
 	require.EqualValues(t, 2, env.fake.Stats().IAMTokenRequests, "a new config must not reuse a token obtained under the old one")
+}
+
+func TestAccessKeyMethodEndToEnd(t *testing.T) {
+	env := newTestEnv(t)
+	status, msg := env.write("config", map[string]any{
+		"endpoint": env.srv.URL, "access_key": testAccessKey, "secret_key": testSecretKey, "project_id": "proj-1",
+	})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	resp, status, msg := env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+	require.Equal(t, testPassphrase, resp.Data["passphrase"])
+	require.EqualValues(t, 1, env.fake.Stats().ByAuth["aksk"])
+	require.Contains(t, env.fake.Stats().SignedHeaders, "x-project-id")
+
+	// A wrong SK is an upstream refusal (502), and the message holds no secret.
+	status, msg = env.write("config", map[string]any{"secret_key": "sk-wrong-0000000000000000"})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusBadGateway, status)
+	require.Contains(t, msg, "APIGW.0301")
+	assertNoSecrets(t, msg, testSecretKey, "sk-wrong-0000000000000000")
 }

@@ -1,4 +1,4 @@
-package sms
+package huawei
 
 import (
 	"context"
@@ -72,6 +72,24 @@ func TestCanonicalURI(t *testing.T) {
 	require.Equal(t, "/a%20b/%2A/", canonicalURI("/a b/*/"))
 }
 
+const (
+	testAccessKey   = "AKTEST4W7Q2N8R5L1M6K"
+	testSecretKey   = "sk-9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a"
+	testSecurityTok = "sectok-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
+	testTask        = "0f3c2a9e-1b4d-4c8a-9e7f-6a5b4c3d2e10"
+	testPassphrase  = "pp-7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f"
+)
+
+// standIn starts the SMS stand-in accepting testAccessKey.
+func standIn(t *testing.T, now func() time.Time) (*smsfake.Server, *httptest.Server) {
+	t.Helper()
+	fake := smsfake.New(smsfake.Options{AccessKeys: map[string]string{testAccessKey: testSecretKey},
+		Tasks: map[string]string{testTask: testPassphrase}, Now: now})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	return fake, srv
+}
+
 // signedRequest builds a signed SMS request the way the client does.
 func signedRequest(t *testing.T, base string, s *akskSigner) *http.Request {
 	t.Helper()
@@ -83,9 +101,10 @@ func signedRequest(t *testing.T, base string, s *akskSigner) *http.Request {
 }
 
 func TestSignedRequestIsAcceptedByTheStandIn(t *testing.T) {
-	env := newTestEnv(t)
-	signer := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, projectID: "0123456789abcdef", domainID: "d-42", now: env.clock.Now}
-	req := signedRequest(t, env.srv.URL, signer)
+	now := time.Now()
+	fake, srv := standIn(t, func() time.Time { return now })
+	signer := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, projectID: "0123456789abcdef", domainID: "d-42", now: func() time.Time { return now }}
+	req := signedRequest(t, srv.URL, signer)
 
 	auth := req.Header.Get("Authorization")
 	require.Contains(t, auth, "SignedHeaders=accept;host;x-domain-id;x-project-id;x-sdk-date,")
@@ -95,11 +114,13 @@ func TestSignedRequestIsAcceptedByTheStandIn(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Equal(t, "accept;host;x-domain-id;x-project-id;x-sdk-date", env.fake.Stats().SignedHeaders)
+	require.Equal(t, "accept;host;x-domain-id;x-project-id;x-sdk-date", fake.Stats().SignedHeaders)
 }
 
 func TestWrongSecretKeyOrTamperingIsRejectedByTheStandIn(t *testing.T) {
-	env := newTestEnv(t)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	fake, srv := standIn(t, clock)
 	send := func(req *http.Request) int {
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
@@ -107,20 +128,20 @@ func TestWrongSecretKeyOrTamperingIsRejectedByTheStandIn(t *testing.T) {
 		return resp.StatusCode
 	}
 
-	wrong := &akskSigner{accessKey: testAccessKey, secretKey: "not-the-secret-key", now: env.clock.Now}
-	require.Equal(t, http.StatusUnauthorized, send(signedRequest(t, env.srv.URL, wrong)))
+	wrong := &akskSigner{accessKey: testAccessKey, secretKey: "not-the-secret-key", now: clock}
+	require.Equal(t, http.StatusUnauthorized, send(signedRequest(t, srv.URL, wrong)))
 
-	good := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, projectID: "p1", now: env.clock.Now}
-	tampered := signedRequest(t, env.srv.URL, good)
+	good := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, projectID: "p1", now: clock}
+	tampered := signedRequest(t, srv.URL, good)
 	tampered.Header.Set("X-Project-Id", "p2") // a signed header changed in transit
 	require.Equal(t, http.StatusUnauthorized, send(tampered))
 
 	// A date more than 15 minutes off.
-	old := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, now: func() time.Time { return env.clock.Now().Add(-16 * time.Minute) }}
-	require.Equal(t, http.StatusUnauthorized, send(signedRequest(t, env.srv.URL, old)))
-	skewed := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, now: func() time.Time { return env.clock.Now().Add(14 * time.Minute) }}
-	require.Equal(t, http.StatusOK, send(signedRequest(t, env.srv.URL, skewed)))
-	require.EqualValues(t, 3, env.fake.Stats().Rejected)
+	old := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, now: func() time.Time { return now.Add(-16 * time.Minute) }}
+	require.Equal(t, http.StatusUnauthorized, send(signedRequest(t, srv.URL, old)))
+	skewed := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, now: func() time.Time { return now.Add(14 * time.Minute) }}
+	require.Equal(t, http.StatusOK, send(signedRequest(t, srv.URL, skewed)))
+	require.EqualValues(t, 3, fake.Stats().Rejected)
 }
 
 func TestSignerUsesCurrentUTCTime(t *testing.T) {
@@ -154,25 +175,4 @@ func TestTemporaryCredentialsSignTheSecurityToken(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-}
-
-func TestAccessKeyMethodEndToEnd(t *testing.T) {
-	env := newTestEnv(t)
-	status, msg := env.write("config", map[string]any{
-		"endpoint": env.srv.URL, "access_key": testAccessKey, "secret_key": testSecretKey, "project_id": "proj-1",
-	})
-	require.Equal(t, http.StatusNoContent, status, msg)
-	resp, status, msg := env.readPassphrase(testTask)
-	require.Equal(t, http.StatusOK, status, msg)
-	require.Equal(t, testPassphrase, resp.Data["passphrase"])
-	require.EqualValues(t, 1, env.fake.Stats().ByAuth["aksk"])
-	require.Contains(t, env.fake.Stats().SignedHeaders, "x-project-id")
-
-	// A wrong SK is an upstream refusal (502), and the message holds no secret.
-	status, msg = env.write("config", map[string]any{"secret_key": "sk-wrong-0000000000000000"})
-	require.Equal(t, http.StatusNoContent, status, msg)
-	_, status, msg = env.readPassphrase(testTask)
-	require.Equal(t, http.StatusBadGateway, status)
-	require.Contains(t, msg, "APIGW.0301")
-	assertNoSecrets(t, msg, testSecretKey, "sk-wrong-0000000000000000")
 }

@@ -1,0 +1,286 @@
+package huawei
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+const (
+	// maxRenewMargin bounds how long before expiry a token is renewed; a
+	// tenth of the lifetime is used when that is shorter.
+	maxRenewMargin = 15 * time.Minute
+	// maxSkewMargin bounds how long before expiry a token stops being used,
+	// for clock skew; a twentieth of the lifetime is used when shorter.
+	maxSkewMargin = 30 * time.Second
+	// A failed renewal, while the current token is still usable, is tried
+	// again on a later read, but no sooner than this.
+	renewalRetryInterval = 5 * time.Second
+	// After IAM refuses the credentials, no login is attempted for a
+	// backoff that starts here and doubles up to maxRefusalBackoff: every
+	// failed login brings the IAM user closer to Huawei's lockout.
+	firstRefusalBackoff = 30 * time.Second
+	maxRefusalBackoff   = 5 * time.Minute
+	maxIAMBody          = 64 << 10
+	maxTokenLength      = 16384
+)
+
+// tokenSource obtains a domain-scoped IAM user token with the password method
+// and keeps it until shortly before it expires. A token is renewed in the
+// background from a tenth of its lifetime before expiry, so that no read
+// waits for IAM, or fails because of it, while a usable token exists.
+// Concurrent callers that find no usable token share one IAM call.
+type tokenSource struct {
+	c          *Client
+	url        string
+	username   string
+	password   Secret
+	domainName string
+
+	group singleflight.Group
+
+	mu          sync.Mutex
+	token       string
+	renewAt     time.Time // renewal is due from here
+	usableUntil time.Time // expiry less the clock-skew margin
+	renewing    bool      // a background renewal is running
+	nextRenewal time.Time // no background renewal before this, after one failed
+	refusal     *Error    // IAM's last refusal of the credentials
+	refusedTill time.Time // no login before this
+	backoff     time.Duration
+}
+
+func newTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
+	return &tokenSource{
+		c:          c,
+		url:        iamBase + "/v3/auth/tokens?nocatalog=true",
+		username:   opts.Username,
+		password:   opts.Password,
+		domainName: opts.DomainName,
+	}
+}
+
+func (s *tokenSource) authorize(ctx context.Context, req *http.Request) error {
+	token, err := s.current(ctx)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Auth-Token", token)
+	return nil
+}
+
+// held returns the token in use, for redaction.
+func (s *tokenSource) held() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.token == "" {
+		return nil
+	}
+	return []string{s.token}
+}
+
+// renew forgets the token a rejected request carried, unless another caller
+// has already replaced it.
+func (s *tokenSource) renew(rejected *http.Request) {
+	sent := rejected.Header.Get("X-Auth-Token")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sent != "" && sent == s.token {
+		s.token = ""
+	}
+}
+
+func (s *tokenSource) current(ctx context.Context) (string, error) {
+	now := s.c.now()
+	s.mu.Lock()
+	if s.token != "" && now.Before(s.usableUntil) {
+		token := s.token
+		if !now.Before(s.renewAt) && !s.renewing && !now.Before(s.nextRenewal) {
+			s.renewing = true
+			go s.renewAhead()
+		}
+		s.mu.Unlock()
+		return token, nil
+	}
+	if s.refusal != nil && now.Before(s.refusedTill) {
+		e := *s.refusal
+		e.Detail += fmt.Sprintf(" (remembered: IAM is not asked again for %s, so that the user is not locked out; a config write retries at once)",
+			s.refusedTill.Sub(now).Round(time.Second))
+		s.mu.Unlock()
+		return "", &e
+	}
+	s.mu.Unlock()
+
+	select {
+	case res := <-s.group.DoChan("token", s.fetchDetached):
+		if res.Err != nil {
+			return "", res.Err
+		}
+		return res.Val.(string), nil
+	case <-ctx.Done():
+		return "", &Error{Kind: KindTimeout, Service: "IAM", Detail: "did not issue a token before the read's deadline"}
+	}
+}
+
+// renewAhead replaces a token that is still usable. On failure the current
+// token stays in use until it expires, and a later read tries again.
+func (s *tokenSource) renewAhead() {
+	res := <-s.group.DoChan("token", s.fetchDetached)
+	s.mu.Lock()
+	s.renewing = false
+	left := s.usableUntil.Sub(s.c.now())
+	if res.Err != nil {
+		s.nextRenewal = s.c.now().Add(renewalRetryInterval)
+	}
+	s.mu.Unlock()
+	if res.Err != nil {
+		s.c.logger.Warn("IAM token renewal failed; the current token stays in use until it expires",
+			"usable_for", left.Round(time.Second).String(), "error", res.Err.Error())
+	}
+}
+
+// fetchDetached runs one IAM call bounded by the client's timeout and
+// lifetime, not by the caller that started it: the others wait for it too.
+func (s *tokenSource) fetchDetached() (any, error) {
+	ctx, cancel := context.WithTimeout(s.c.ctx, s.c.timeout)
+	defer cancel()
+	return s.fetch(ctx)
+}
+
+type iamTokenRequest struct {
+	Auth struct {
+		Identity struct {
+			Methods  []string `json:"methods"`
+			Password struct {
+				User struct {
+					Name     string `json:"name"`
+					Password string `json:"password"`
+					Domain   struct {
+						Name string `json:"name"`
+					} `json:"domain"`
+				} `json:"user"`
+			} `json:"password"`
+		} `json:"identity"`
+		Scope struct {
+			Domain struct {
+				Name string `json:"name"`
+			} `json:"domain"`
+		} `json:"scope"`
+	} `json:"auth"`
+}
+
+type iamTokenResponse struct {
+	Token struct {
+		ExpiresAt string `json:"expires_at"`
+		IssuedAt  string `json:"issued_at"`
+	} `json:"token"`
+}
+
+func (s *tokenSource) fetch(ctx context.Context) (token any, err error) {
+	defer recovered("IAM", s.c.logger, &err)
+	var body iamTokenRequest
+	body.Auth.Identity.Methods = []string{"password"}
+	body.Auth.Identity.Password.User.Name = s.username
+	body.Auth.Identity.Password.User.Password = string(s.password)
+	body.Auth.Identity.Password.User.Domain.Name = s.domainName
+	body.Auth.Scope.Domain.Name = s.domainName
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return nil, &Error{Kind: KindInternal, Service: "IAM", Detail: "token request could not be built"}
+	}
+
+	start := s.c.now()
+	k := call{service: "IAM", method: http.MethodPost, url: s.url, body: payload, limit: maxIAMBody, anonymous: true}
+	ans, err := s.c.do(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	if ans.status != http.StatusCreated && ans.status != http.StatusOK {
+		e := s.c.classify(k, ans)
+		switch e.Kind {
+		case KindRefused:
+			e.Detail = "refused the username, password or domain_name of the engine's config"
+			s.remember(e)
+		case KindThrottled:
+			e.Detail = "throttled the token request"
+		case KindServer:
+			e.Detail = "failed to issue a token"
+		case KindBadResponse:
+			// Keep the gateway's and the redirect's explanations.
+		default:
+			e.Kind, e.Detail = KindBadResponse, "answered the token request with an unexpected status; check iam_endpoint"
+		}
+		return nil, e
+	}
+
+	tok := ans.header.Get("X-Subject-Token")
+	if !visibleASCII(tok, maxTokenLength) {
+		return nil, s.c.bad(k, ans, "answered without a usable X-Subject-Token header")
+	}
+	var parsed iamTokenResponse
+	if ans.tooLarge || json.Unmarshal(ans.body, &parsed) != nil {
+		return nil, s.c.bad(k, ans, "answered the token request with an unreadable body")
+	}
+	expires, err := time.Parse(time.RFC3339Nano, parsed.Token.ExpiresAt)
+	if err != nil {
+		return nil, s.c.bad(k, ans, "answered without a valid token.expires_at")
+	}
+	// Measure the lifetime on IAM's clock (issued_at to expires_at) and apply
+	// it to ours from when the request was sent, so that clock skew between
+	// Vault and IAM does not matter.
+	lifetime := expires.Sub(s.c.now())
+	if issued, err := time.Parse(time.RFC3339Nano, parsed.Token.IssuedAt); err == nil && expires.After(issued) {
+		lifetime = expires.Sub(issued)
+	}
+	if lifetime <= 0 {
+		return nil, s.c.bad(k, ans, "issued a token that has already expired")
+	}
+	renewMargin := min(lifetime/10, maxRenewMargin)
+	skewMargin := min(lifetime/20, maxSkewMargin)
+
+	s.mu.Lock()
+	s.token = tok
+	s.renewAt = start.Add(lifetime - renewMargin)
+	s.usableUntil = start.Add(lifetime - skewMargin)
+	s.nextRenewal = time.Time{}
+	s.refusal, s.refusedTill, s.backoff = nil, time.Time{}, 0
+	s.mu.Unlock()
+	s.c.logger.Debug("iam token obtained", "lifetime", lifetime.String(), "renew_in", (lifetime - renewMargin).String())
+	return tok, nil
+}
+
+// remember keeps IAM's refusal for a backoff, logged once at error level:
+// until it passes, reads fail at once with it and IAM is not asked.
+func (s *tokenSource) remember(e *Error) {
+	s.mu.Lock()
+	if s.backoff == 0 {
+		s.backoff = firstRefusalBackoff
+	} else {
+		s.backoff = min(2*s.backoff, maxRefusalBackoff)
+	}
+	backoff := s.backoff
+	cp := *e
+	s.refusal, s.refusedTill = &cp, s.c.now().Add(backoff)
+	s.mu.Unlock()
+	s.c.logger.Error("IAM refused the engine's credentials; no login is attempted until the backoff passes or the config is written",
+		"backoff", backoff.String(), "error", e.Error())
+}
+
+// visibleASCII accepts 1 to max printable ASCII characters without spaces:
+// what fits in an HTTP header.
+func visibleASCII(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,142 @@
+package huawei
+
+import (
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+)
+
+const (
+	// maxUpstreamText bounds how much of an upstream-provided string is repeated.
+	maxUpstreamText = 255
+	// minFragment is the shortest run of a credential's characters that is
+	// redacted wherever it appears: an upstream may quote a credential whole,
+	// cut to its own field limit, or in pieces.
+	minFragment = 8
+	// minSecret is the shortest credential redacted at all: shorter ones
+	// would garble ordinary text, and no real Huawei credential is that short.
+	minSecret = 4
+	redacted  = "<redacted>"
+)
+
+// redactor removes credentials from upstream text. It knows the configured
+// secrets, and callers add what a request carried (tokens, signatures) and
+// what the client holds (the current IAM token).
+type redactor struct {
+	static []string
+	held   func() []string // credentials obtained at run time; may be nil
+
+	mu    sync.Mutex
+	grams map[string]map[string]struct{} // secret -> its minFragment-long substrings
+}
+
+func newRedactor(static []string, held func() []string) *redactor {
+	return &redactor{static: static, held: held, grams: map[string]map[string]struct{}{}}
+}
+
+// clean makes upstream text fit for an error message or a log line: every
+// known credential and every minFragment-long piece of one is replaced
+// first, on the whole text, then control characters are blanked and the
+// result is cut to maxUpstreamText bytes. Redacting after cutting would let
+// a prefix of a long credential through.
+func (r *redactor) clean(s string, extra ...string) string {
+	if r != nil && s != "" {
+		secrets := append(append([]string(nil), r.static...), extra...)
+		if r.held != nil {
+			secrets = append(secrets, r.held()...)
+		}
+		s = r.redact(s, secrets)
+	}
+	return sanitize(s)
+}
+
+func (r *redactor) redact(s string, secrets []string) string {
+	// mark[i] is true when byte i of s belongs to a credential or a piece of one.
+	var mark []bool
+	set := func(from, to int) {
+		if mark == nil {
+			mark = make([]bool, len(s))
+		}
+		for i := from; i < to; i++ {
+			mark[i] = true
+		}
+	}
+	for _, secret := range secrets {
+		switch {
+		case len(secret) < minSecret:
+			continue
+		case len(secret) < minFragment:
+			for i := 0; ; {
+				j := strings.Index(s[i:], secret)
+				if j < 0 {
+					break
+				}
+				set(i+j, i+j+len(secret))
+				i += j + 1
+			}
+		default:
+			grams := r.gramsOf(secret)
+			for i := 0; i+minFragment <= len(s); i++ {
+				if _, ok := grams[s[i:i+minFragment]]; ok {
+					set(i, i+minFragment)
+				}
+			}
+		}
+	}
+	if mark == nil {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if !mark[i] {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		b.WriteString(redacted)
+		for i < len(s) && mark[i] {
+			i++
+		}
+	}
+	return b.String()
+}
+
+// gramsOf returns the set of minFragment-long substrings of secret, built
+// once per secret: an IAM token of several KB has thousands.
+func (r *redactor) gramsOf(secret string) map[string]struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if g, ok := r.grams[secret]; ok {
+		return g
+	}
+	if len(r.grams) > 32 {
+		clear(r.grams) // tokens come and go; keep the memory bounded
+	}
+	g := make(map[string]struct{}, len(secret))
+	for i := 0; i+minFragment <= len(secret); i++ {
+		g[secret[i:i+minFragment]] = struct{}{}
+	}
+	r.grams[secret] = g
+	return g
+}
+
+// sanitize blanks control characters and bounds the length, cutting at a
+// rune boundary.
+func sanitize(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if len(s) > maxUpstreamText {
+		cut := maxUpstreamText
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
+}

@@ -1,0 +1,45 @@
+package huawei
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSanitizeBoundsAndCleansUpstreamText(t *testing.T) {
+	r := newRedactor([]string{"tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e", "abc"}, nil) // "abc" is too short to redact
+	got := r.clean("line1\nline2\x1b[31m tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e abc")
+	require.Equal(t, "line1 line2 [31m <redacted> abc", got)
+
+	// Cut at a rune boundary, never inside a multi-byte character.
+	got = sanitize(strings.Repeat("é", 200)) // 400 bytes
+	require.True(t, utf8.ValidString(got))
+	require.LessOrEqual(t, len(got), maxUpstreamText+3)
+	require.True(t, strings.HasSuffix(got, "..."))
+}
+
+func TestRedactionComesBeforeTruncationAndCatchesPieces(t *testing.T) {
+	token := "MII" + strings.Repeat("a1b2c3d4e5f6g7h8", 256) // 4 KB
+	r := newRedactor(nil, func() []string { return []string{token} })
+
+	// Quoted whole, at the end of a long text: truncating first would leave a prefix.
+	require.Equal(t, "token <redacted> expired", r.clean("token "+token+" expired"))
+	// Cut by the upstream to its own field limit.
+	require.Equal(t, "token <redacted>", r.clean("token "+token[:200]))
+	// A piece from the middle, and the last characters.
+	require.Equal(t, "x <redacted> y <redacted>", r.clean("x "+token[1000:1030]+" y "+token[len(token)-9:]))
+	// Pieces shorter than minFragment are ordinary text.
+	require.Equal(t, "a1b2c3d", r.clean("a1b2c3d"))
+}
+
+func TestRedactionOfShortSecretsIsExact(t *testing.T) {
+	r := newRedactor([]string{"pw-1"}, nil)
+	require.Equal(t, "<redacted> and <redacted>pw-", r.clean("pw-1 and pw-1pw-"))
+}
+
+func TestSignatureOf(t *testing.T) {
+	require.Equal(t, "abc123", signatureOf("SDK-HMAC-SHA256 Access=AK, SignedHeaders=x-sdk-date, Signature=abc123"))
+	require.Equal(t, "", signatureOf("Bearer x"))
+}
