@@ -27,6 +27,7 @@ func TestFaultMatrix(t *testing.T) {
 		name     string
 		fault    *fault
 		endpoint string         // "closed" or "tls"; default: the plain stand-in
+		method   string         // "access_key" or "password"; default: token
 		config   map[string]any // on top of max_retries=2, request_timeout=5s
 		status   int
 		attempts uint64 // requests the client sent
@@ -66,6 +67,29 @@ func TestFaultMatrix(t *testing.T) {
 		{name: "400 is not retried", fault: &fault{Mode: smsfake.FaultStatus, Status: 400}, status: 502, attempts: 1, contains: []string{"HTTP 400"}},
 		{name: "redirect", fault: &fault{Mode: smsfake.FaultRedirect, Location: "http://127.0.0.1:1/"}, status: 502, attempts: 1,
 			contains: []string{"redirect"}},
+		// Defect 1 of the hardening issue: the last attempt on a retryable
+		// status whose body cannot be read crashed the plugin.
+		{name: "503 whose body breaks off", fault: &fault{Mode: smsfake.FaultStatus, Status: 503, Body: smsfake.BodyTruncate},
+			status: 502, attempts: 3, contains: []string{"could not be read whole", "HTTP 503", "3 attempts"}},
+		{name: "429 reset in the middle of its body", fault: &fault{Mode: smsfake.FaultStatus, Status: 429, Body: smsfake.BodyReset},
+			status: 502, attempts: 3, contains: []string{"could not be read whole", "HTTP 429"}},
+		{name: "corrupt gzip", fault: &fault{Mode: smsfake.FaultStatus, Status: 200, Body: smsfake.BodyCorruptGzip},
+			status: 502, attempts: 3, contains: []string{"could not be read whole", "flate: corrupt input"}},
+		{name: "500 with a short Content-Length", fault: &fault{Mode: smsfake.FaultStatus, Status: 500, Body: smsfake.BodyShortLength},
+			status: 502, attempts: 3, contains: []string{"HTTP 500"}},
+		{name: "huge error body", fault: &fault{Mode: smsfake.FaultStatus, Status: 503, Body: smsfake.BodyHuge, Size: 4 << 20},
+			status: 502, attempts: 3, contains: []string{"HTTP 503"}},
+		{name: "503 whose body stalls", fault: &fault{Mode: smsfake.FaultStatus, Status: 503, Body: smsfake.BodySlow, Delay: slow},
+			config: map[string]any{"request_timeout": "1s"}, status: 504, attempts: 1, contains: []string{"request_timeout"}},
+		{name: "IAM token endpoint breaks off", method: "password",
+			fault:  &fault{Mode: smsfake.FaultStatus, Target: "iam", Status: 201, Body: smsfake.BodyReset},
+			status: 502, attempts: 0, contains: []string{"IAM sent an answer that could not be read whole"}},
+		// Defect 6: credentials quoted back, whole or cut, are redacted.
+		{name: "4 KB IAM token quoted back", method: "password", fault: &fault{Mode: smsfake.FaultEchoCredentials, Status: 401},
+			status: 502, attempts: 2, contains: []string{"<redacted>"}},
+		{name: "signature and security token quoted back", method: "access_key",
+			fault:  &fault{Mode: smsfake.FaultEchoCredentials, Status: 403},
+			status: 502, attempts: 1, contains: []string{"<redacted>"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,7 +97,9 @@ func TestFaultMatrix(t *testing.T) {
 			// runs after every other cleanup (servers closed, backend cleaned).
 			existing := goleak.IgnoreCurrent()
 			t.Cleanup(func() { goleak.VerifyNone(t, existing) })
-			env := newTestEnv(t)
+			env := newTestEnvWith(t, func(o *smsfake.Options) {
+				o.SecurityTokens = map[string]string{testAccessKey: testSecurityTok}
+			})
 
 			cfg := map[string]any{"max_retries": 2, "request_timeout": "5s"}
 			for k, v := range tc.config {
@@ -93,7 +119,16 @@ func TestFaultMatrix(t *testing.T) {
 					cfg["ca_cert"] = certPEM(tlsSrv.Certificate().Raw)
 				}
 			}
-			env.configure(cfg)
+			switch tc.method {
+			case "password":
+				cfg["iam_endpoint"] = env.srv.URL
+				env.configurePassword(cfg)
+			case "access_key":
+				env.configure(mergeMaps(cfg, map[string]any{"token": "", "access_key": testAccessKey,
+					"secret_key": testSecretKey, "security_token": testSecurityTok}))
+			default:
+				env.configure(cfg)
+			}
 			if tc.fault != nil {
 				require.NoError(t, env.fake.AddFault(*tc.fault))
 			}
@@ -107,6 +142,10 @@ func TestFaultMatrix(t *testing.T) {
 				require.Contains(t, msg, s)
 			}
 			assertNoSecrets(t, msg)
+			for _, tok := range env.fake.IssuedTokens() {
+				assertNoFragment(t, "the message", msg, tok)
+			}
+			require.NotRegexp(t, `Signature=[0-9a-f]{12}`, msg)
 			require.Equal(t, tc.attempts, env.b.stats.requests.Load(), "requests sent to SMS")
 			if tc.endpoint == "" {
 				require.EqualValues(t, tc.attempts, env.fake.Stats().Requests, "requests SMS received")
