@@ -321,3 +321,25 @@ func TestPeriodicFuncRemovesExpiredEntries(t *testing.T) {
 	require.NoError(t, env.b.periodic(context.Background(), nil))
 	require.Equal(t, 0, env.b.cache.len())
 }
+
+// safe masks every test credential, and every 8-character piece of one,
+// including the IAM tokens the stand-in issued, for a test's failure output:
+// a test of redaction must not print what it failed to redact.
+func (e *testEnv) safe(text string) string {
+	secrets := append(append([]string(nil), allSecrets...), e.fake.IssuedTokens()...)
+	for _, s := range secrets {
+		for i := 0; i+8 <= len(s); i++ {
+			text = strings.ReplaceAll(text, s[i:i+8], "<SECRET>")
+		}
+	}
+	return text
+}
+
+// requireContains is require.Contains for text that may hold a credential:
+// its failure shows the text masked.
+func (e *testEnv) requireContains(text, want string) {
+	e.t.Helper()
+	if !strings.Contains(text, want) {
+		e.t.Fatalf("%q does not contain %q", e.safe(text), want)
+	}
+}

@@ -182,12 +182,55 @@ func BenchmarkCache100k(b *testing.B) {
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
-		if c.len() != entries {
-			b.Fatalf("%d entries", c.len())
+		if c.lenByKind()[kindPassphrase] != entries {
+			b.Fatalf("%d entries", c.lenByKind()[kindPassphrase])
 		}
 		heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
 		b.ReportMetric(heap/entries, "bytes/entry")
 		b.ReportMetric(heap/(1<<20), "MiB")
 		runtime.KeepAlive(c)
 	}
+}
+
+// BenchmarkCachedRoleRead compares, in the same process and alternating, a
+// cached read through a role (scope check on cached metadata, then the
+// cached passphrase) with a cached direct read of the same task. It reports
+// both costs and their ratio; the target is at most 1.1.
+func BenchmarkCachedRoleRead(b *testing.B) {
+	env := newBenchEnv(b, nil)
+	resp, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation,
+		Path: "roles/team-a", Data: map[string]any{"enterprise_project_ids": "0", "task_name_globs": "any-*"}, Storage: env.storage})
+	if err != nil || resp.IsError() {
+		b.Fatal(err, resp)
+	}
+	direct := &logical.Request{Operation: logical.ReadOperation, Path: "passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
+	viaRole := &logical.Request{Operation: logical.ReadOperation, Path: "roles/team-a/passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
+	batch := func(req *logical.Request, n int) time.Duration {
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			resp, err := env.b.HandleRequest(context.Background(), req)
+			if err != nil || resp.Data["passphrase"] == nil {
+				b.Fatal(err, resp)
+			}
+		}
+		return time.Since(start)
+	}
+	batch(direct, 10)
+	batch(viaRole, 10) // fills the metadata cache
+
+	const rounds = 10
+	n := max(b.N/(2*rounds), 1000)
+	var directTime, roleTime time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	// Alternate, so that noise from other processes falls on both alike.
+	for r := 0; r < rounds; r++ {
+		directTime += batch(direct, n)
+		roleTime += batch(viaRole, n)
+	}
+	b.StopTimer()
+	reads := float64(rounds * n)
+	b.ReportMetric(float64(directTime.Nanoseconds())/reads, "direct-ns/read")
+	b.ReportMetric(float64(roleTime.Nanoseconds())/reads, "role-ns/read")
+	b.ReportMetric(float64(roleTime)/float64(directTime), "role/direct")
 }

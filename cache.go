@@ -20,21 +20,21 @@ type kind uint8
 
 const (
 	kindPassphrase kind = iota
+	kindTask            // metadata: name, enterprise project, state
 	numKinds
 )
 
-var kindNames = [numKinds]string{"passphrase"}
-
-// cacheKey names one cached answer: a kind of resource of one task, and a
-// variant where one resource has several forms.
+// cacheKey names one cached answer: a kind of resource of one task.
 type cacheKey struct {
-	kind    kind
-	id      string
-	variant string
+	kind kind
+	id   string
 }
 
-// cache is the engine's one cache of upstream answers: a bounded LRU with
-// per-entry freshness, the request coalescing, and counters per kind.
+// cache is the engine's one cache of upstream answers: a bounded LRU of
+// tasks, each with a slot per kind of resource, plus the request coalescing
+// and counters per kind. One record per task means a read through a role
+// (metadata, then passphrase) costs one LRU lookup, as a direct read does,
+// and that evicting a task evicts all it holds.
 //
 // It is golang-lru's plain LRU rather than its expirable variant on purpose:
 // expirable.LRU (v2.0.7) starts a goroutine per instance that can never be
@@ -42,22 +42,33 @@ type cacheKey struct {
 // at lookup, which is also what stale_if_error needs: an expired entry stays
 // usable as a fallback until cache_ttl + stale_if_error.
 type cache struct {
-	entries *lru.Cache[cacheKey, entry]
-	group   singleflight.Group
-	now     func() time.Time
-	start   time.Time
-	logger  hclog.Logger
+	tasks  *lru.Cache[string, *record]
+	group  singleflight.Group
+	now    func() time.Time
+	start  time.Time
+	logger hclog.Logger
 
 	// mu orders stores against evictions and flushes. flights holds the
 	// fetch in flight for each key: an eviction marks it stale, so that its
 	// answer is not stored, and removes it, so that a read starting after the
 	// eviction starts a new upstream call instead of joining the older one.
 	mu         sync.Mutex
-	epoch      uint64 // bumped by every flush (config changes included)
+	epoch      atomic.Uint64 // bumped by every flush (config changes included), under mu
 	flights    map[cacheKey]*flight
 	nextFlight uint64
 
 	stats [numKinds]kindStats
+}
+
+// record is what the cache holds of one task: a slot per kind, each
+// replaced whole (never changed) so that readers need no lock.
+type record struct {
+	slots [numKinds]atomic.Pointer[entry]
+}
+
+type entry struct {
+	value   any           // immutable, of the kind's own type
+	fetched time.Duration // since cache.start; smaller than a time.Time
 }
 
 type kindStats struct {
@@ -69,11 +80,6 @@ type flight struct {
 	stale bool // evicted while in flight: the answer goes to its readers only
 }
 
-type entry struct {
-	value   any           // immutable, of the kind's own type
-	fetched time.Duration // since cache.start; smaller than a time.Time
-}
-
 // cachePolicy is the part of the config a lookup needs.
 type cachePolicy struct {
 	ttl          time.Duration // fresh for this long; 0 disables caching
@@ -83,21 +89,49 @@ type cachePolicy struct {
 func (p cachePolicy) keep() time.Duration { return p.ttl + p.staleIfError }
 
 func newCache(size int, now func() time.Time, logger hclog.Logger) *cache {
-	entries, err := lru.New[cacheKey, entry](size)
+	tasks, err := lru.New[string, *record](size)
 	if err != nil {
 		panic(err) // only for size <= 0, which config validation rules out
 	}
-	return &cache{entries: entries, now: now, start: now(), logger: logger, flights: map[cacheKey]*flight{}}
+	return &cache{tasks: tasks, now: now, start: now(), logger: logger, flights: map[cacheKey]*flight{}}
 }
 
 func (c *cache) clock() time.Duration { return c.now().Sub(c.start) }
 
 // currentEpoch is taken by a read before it looks at the config, so that a
 // config change made during the read makes its answer unstorable.
-func (c *cache) currentEpoch() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.epoch
+func (c *cache) currentEpoch() uint64 { return c.epoch.Load() }
+
+// view is one read's look at a task's record: one LRU lookup and one clock
+// reading, however many kinds the read then needs.
+type view struct {
+	c   *cache
+	rec *record
+	now time.Duration
+	ttl time.Duration
+}
+
+// view looks up a task, refreshing its place in the LRU.
+func (c *cache) view(id string, p cachePolicy) view {
+	if p.ttl <= 0 {
+		return view{}
+	}
+	rec, _ := c.tasks.Get(id)
+	return view{c: c, rec: rec, now: c.clock(), ttl: p.ttl}
+}
+
+// fresh returns the value of kind k if it is younger than cache_ttl, and
+// counts the hit. It allocates nothing: it is the whole of a warm read.
+func (v view) fresh(k kind) (any, bool) {
+	if v.rec == nil {
+		return nil, false
+	}
+	e := v.rec.slots[k].Load()
+	if e == nil || v.now-e.fetched >= v.ttl {
+		return nil, false
+	}
+	v.c.stats[k].hits.Add(1)
+	return e.value, true
 }
 
 // answer is what a fetch produced.
@@ -105,20 +139,6 @@ type answer struct {
 	value    any
 	staleFor error         // set when an expired entry was served because of this failure
 	age      time.Duration // the age of that expired entry
-}
-
-// fresh returns the value cached under k if it is younger than cache_ttl,
-// and counts the hit. It allocates nothing: it is the whole of a warm read.
-func (c *cache) fresh(k cacheKey, p cachePolicy) (any, bool) {
-	if p.ttl <= 0 {
-		return nil, false
-	}
-	e, ok := c.entries.Get(k)
-	if !ok || c.clock()-e.fetched >= p.ttl {
-		return nil, false
-	}
-	c.stats[k.kind].hits.Add(1)
-	return e.value, true
 }
 
 // temporary is what a failure must be for a stale entry to stand in for it.
@@ -133,9 +153,11 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 	c.stats[k.kind].misses.Add(1)
 	var fallback *answer
 	if p.staleIfError > 0 {
-		if e, ok := c.entries.Peek(k); ok {
-			if age := c.clock() - e.fetched; age < p.keep() {
-				fallback = &answer{value: e.value, age: age}
+		if rec, ok := c.tasks.Peek(k.id); ok {
+			if e := rec.slots[k.kind].Load(); e != nil {
+				if age := c.clock() - e.fetched; age < p.keep() {
+					fallback = &answer{value: e.value, age: age}
+				}
 			}
 		}
 	}
@@ -145,7 +167,7 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 	detached := context.WithoutCancel(ctx)
 	var ch <-chan singleflight.Result
 	c.mu.Lock()
-	if epoch != c.epoch {
+	if epoch != c.epoch.Load() {
 		// The config changed after this read loaded it: answer it alone, with
 		// what it loaded, and keep nothing.
 		c.mu.Unlock()
@@ -167,7 +189,7 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 			v, err := c.run(detached, fetchFn)
 			c.mu.Lock()
 			if err == nil && !f.stale && p.keep() > 0 {
-				c.entries.Add(k, entry{value: v, fetched: c.clock()})
+				c.store(k, v)
 			}
 			if c.flights[k] == f {
 				delete(c.flights, k)
@@ -194,6 +216,16 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 	}
 }
 
+// store puts a value in its task's record. The caller holds c.mu.
+func (c *cache) store(k cacheKey, v any) {
+	rec, ok := c.tasks.Peek(k.id)
+	if !ok {
+		rec = &record{}
+		c.tasks.Add(k.id, rec)
+	}
+	rec.slots[k.kind].Store(&entry{value: v, fetched: c.clock()})
+}
+
 // errInternal is a fetch that panicked: a bug, reported as a 500 for the
 // reads that shared it. The process keeps serving.
 var errInternal = errors.New("internal error in the engine while fetching from upstream; see Vault's log")
@@ -212,18 +244,18 @@ func (c *cache) run(ctx context.Context, fetchFn func(context.Context) (any, err
 	return fetchFn(ctx)
 }
 
-// evict drops the entries under keys, and makes fetches of them in flight
-// unstorable and unjoinable.
-func (c *cache) evict(keys ...cacheKey) {
+// evictTask drops everything cached of a task, and makes its fetches in
+// flight unstorable and unjoinable.
+func (c *cache) evictTask(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, k := range keys {
-		if f := c.flights[k]; f != nil {
+	for k := kind(0); k < numKinds; k++ {
+		if f := c.flights[cacheKey{k, id}]; f != nil {
 			f.stale = true
-			delete(c.flights, k)
+			delete(c.flights, cacheKey{k, id})
 		}
-		c.entries.Remove(k)
 	}
+	c.tasks.Remove(id)
 }
 
 // flush drops every entry and makes every fetch in flight unstorable and
@@ -231,36 +263,55 @@ func (c *cache) evict(keys ...cacheKey) {
 func (c *cache) flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.epoch++
+	c.epoch.Add(1)
 	for k, f := range c.flights {
 		f.stale = true
 		delete(c.flights, k)
 	}
-	c.entries.Purge()
+	c.tasks.Purge()
 }
 
-func (c *cache) resize(size int) { c.entries.Resize(size) }
+func (c *cache) resize(size int) { c.tasks.Resize(size) }
 
 // removeExpired drops entries too old to be served even as stale, so that
-// memory and the reported entry count follow the TTL, not only the size bound.
+// memory and the reported entry counts follow the TTL, not only the size
+// bound.
 func (c *cache) removeExpired(p cachePolicy) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock()
-	for _, k := range c.entries.Keys() {
-		if e, ok := c.entries.Peek(k); ok && now-e.fetched >= p.keep() {
-			c.entries.Remove(k)
+	for _, id := range c.tasks.Keys() {
+		rec, ok := c.tasks.Peek(id)
+		if !ok {
+			continue
+		}
+		empty := true
+		for k := range rec.slots {
+			if e := rec.slots[k].Load(); e != nil {
+				if now-e.fetched >= p.keep() {
+					rec.slots[k].Store(nil)
+				} else {
+					empty = false
+				}
+			}
+		}
+		if empty {
+			c.tasks.Remove(id)
 		}
 	}
 }
 
-func (c *cache) len() int { return c.entries.Len() }
-
 // lenByKind counts the entries of each kind.
 func (c *cache) lenByKind() [numKinds]int {
 	var out [numKinds]int
-	for _, k := range c.entries.Keys() {
-		out[k.kind]++
+	for _, id := range c.tasks.Keys() {
+		if rec, ok := c.tasks.Peek(id); ok {
+			for k := range rec.slots {
+				if rec.slots[k].Load() != nil {
+					out[k]++
+				}
+			}
+		}
 	}
 	return out
 }

@@ -14,12 +14,13 @@ import (
 
 // cacheGet is a read as readPassphrase does it: a fresh entry, or a fetch.
 func cacheGet(c *cache, id string, epoch uint64, p cachePolicy, fetch func(context.Context) (any, error)) (answer, error) {
-	k := passphraseKey(id)
-	if v, ok := c.fresh(k, p); ok {
+	if v, ok := c.view(id, p).fresh(kindPassphrase); ok {
 		return answer{value: v}, nil
 	}
-	return c.fetch(context.Background(), k, epoch, p, fetch)
+	return c.fetch(context.Background(), passphraseKey(id), epoch, p, fetch)
 }
+
+func (c *cache) len() int { return c.lenByKind()[kindPassphrase] }
 
 func value(v any) func(context.Context) (any, error) {
 	return func(context.Context) (any, error) { return v, nil }
@@ -83,7 +84,7 @@ func TestEvictionMakesTheFetchInFlightUnstorableAndUnjoinable(t *testing.T) {
 		done <- ans
 	}()
 	<-started
-	c.evict(passphraseKey("t"))
+	c.evictTask("t")
 	// A read after the eviction makes its own call while the first is held.
 	ans, err := cacheGet(c, "t", 0, policy, value("after-the-delete"))
 	require.NoError(t, err)

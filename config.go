@@ -33,14 +33,19 @@ const (
 	defaultMaxRetries      = 2
 	defaultIAMEndpoint     = "https://iam.myhuaweicloud.com"
 
-	maxCacheTTL        = 24 * time.Hour
-	maxCacheEntries    = 1000000
-	minRequestTimeout  = time.Second
-	maxRequestTimeout  = 5 * time.Minute
-	maxRetriesLimit    = 10
-	maxUpstreamRPS     = 10000
-	maxStaleIfError    = 7 * 24 * time.Hour
-	maxTokenLength     = 16384
+	maxCacheTTL       = 24 * time.Hour
+	maxCacheEntries   = 1000000
+	minRequestTimeout = time.Second
+	maxRequestTimeout = 5 * time.Minute
+	maxRetriesLimit   = 10
+	maxUpstreamRPS    = 10000
+	maxStaleIfError   = 7 * 24 * time.Hour
+	maxTokenLength    = 16384
+	// Shortest secrets accepted. Real tokens and keys are far longer, and
+	// Huawei passwords are at least 6 characters; a shorter secret could not
+	// be told apart from ordinary text, and so not be redacted from it.
+	minSecretLength    = 8
+	minPasswordLength  = 6
 	maxCACertBytes     = 1 << 20
 	maxEndpointLength  = 2048
 	maxAccessKeyLength = 128
@@ -155,33 +160,68 @@ func (c *smsConfig) endpointURL() string {
 	return ""
 }
 
-// destinationFields decide where the credentials are sent.
-var destinationFields = []string{"endpoint", "region", "iam_endpoint", "ca_cert"}
+// credentialTargets are what decide where, and for whom, the stored secrets
+// are used: the SMS endpoint (however it is written), the CA trusted for it,
+// and for the password method the IAM endpoint and the user and account the
+// password logs in as. URLs are compared normalised, so that rewriting the
+// same endpoint differently is not a change.
+func (c *smsConfig) credentialTargets() map[string]string {
+	t := map[string]string{
+		"endpoint": normalizeURL(c.endpointURL()),
+		"ca_cert":  strings.TrimSpace(c.CACert),
+	}
+	if c.authMethod() == authMethodPassword {
+		t["iam_endpoint"] = normalizeURL(c.IAMEndpoint)
+		t["username"] = c.Username
+		t["domain_name"] = c.DomainName
+	}
+	return t
+}
 
-// movedDestinations lists the destination fields whose values differ
+// movedTargets names the fields whose change moves a credential target
 // between two configs.
-func movedDestinations(from, to *smsConfig) []string {
+func movedTargets(from, to *smsConfig, written map[string]any) []string {
+	before, after := from.credentialTargets(), to.credentialTargets()
 	var moved []string
-	for _, f := range destinationFields {
-		if from.field(f) != to.field(f) {
-			moved = append(moved, f)
+	for _, name := range slices.Sorted(maps.Keys(after)) {
+		if before[name] == after[name] {
+			continue
 		}
+		if name == "endpoint" {
+			// Say which of the two ways of naming it the write used.
+			for _, f := range []string{"endpoint", "region"} {
+				if _, ok := written[f]; ok {
+					moved = append(moved, f)
+				}
+			}
+			continue
+		}
+		moved = append(moved, name)
 	}
 	return moved
 }
 
-func (c *smsConfig) field(name string) string {
-	switch name {
-	case "endpoint":
-		return c.Endpoint
-	case "region":
-		return c.Region
-	case "iam_endpoint":
-		return c.IAMEndpoint
-	case "ca_cert":
-		return c.CACert
+// normalizeURL lower-cases scheme and host, drops a default port and a
+// trailing slash.
+func normalizeURL(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return raw
 	}
-	return ""
+	u.Scheme = strings.ToLower(u.Scheme)
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	u.Host = host
+	if port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		u.Host = "[" + host + "]"
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u.String()
 }
 
 // methodSecrets lists the secret fields the config's auth method holds.
@@ -275,8 +315,8 @@ func (c *smsConfig) validateCredentials() []string {
 
 	switch methods[0].name {
 	case authMethodToken:
-		if err := checkVisibleASCII(string(c.Token), maxTokenLength); err != nil {
-			fail("token %s", err)
+		if err := checkVisibleASCII(string(c.Token), maxTokenLength); err != nil || len(c.Token) < minSecretLength {
+			fail("token must be %d to %d printable ASCII characters without spaces", minSecretLength, maxTokenLength)
 		}
 	case authMethodAccessKey:
 		if c.AccessKey == "" || c.SecretKey == "" {
@@ -285,11 +325,11 @@ func (c *smsConfig) validateCredentials() []string {
 		if err := checkVisibleASCII(c.AccessKey, maxAccessKeyLength); c.AccessKey != "" && err != nil {
 			fail("access_key %s", err)
 		}
-		if err := checkVisibleASCII(string(c.SecretKey), maxSecretKeyLength); c.SecretKey != "" && err != nil {
-			fail("secret_key %s", err)
+		if err := checkVisibleASCII(string(c.SecretKey), maxSecretKeyLength); c.SecretKey != "" && (err != nil || len(c.SecretKey) < minSecretLength) {
+			fail("secret_key must be %d to %d printable ASCII characters without spaces", minSecretLength, maxSecretKeyLength)
 		}
-		if err := checkVisibleASCII(string(c.SecurityToken), maxTokenLength); c.SecurityToken != "" && err != nil {
-			fail("security_token %s", err)
+		if err := checkVisibleASCII(string(c.SecurityToken), maxTokenLength); c.SecurityToken != "" && (err != nil || len(c.SecurityToken) < minSecretLength) {
+			fail("security_token must be %d to %d printable ASCII characters without spaces", minSecretLength, maxTokenLength)
 		}
 		if c.ProjectID != "" && !idPattern.MatchString(c.ProjectID) {
 			fail("project_id must be 1 to 64 letters, digits, '-' or '_'")
@@ -311,8 +351,8 @@ func (c *smsConfig) validateCredentials() []string {
 		if err := checkPrintable(c.Username, maxNameLength); c.Username != "" && err != nil {
 			fail("username %s", err)
 		}
-		if err := checkPrintable(string(c.Password), maxPasswordLength); c.Password != "" && err != nil {
-			fail("password %s", err)
+		if err := checkPrintable(string(c.Password), maxPasswordLength); c.Password != "" && (err != nil || len(c.Password) < minPasswordLength) {
+			fail("password must be %d to %d bytes of valid UTF-8 without control characters", minPasswordLength, maxPasswordLength)
 		}
 		if err := checkPrintable(c.DomainName, maxNameLength); c.DomainName != "" && err != nil {
 			fail("domain_name %s", err)

@@ -1,10 +1,14 @@
 package sms
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -179,8 +183,10 @@ func samplePath(pattern string) string {
 }
 
 // Defect 3: whoever may update the config cannot send the stored credentials
-// to another host: a write that changes endpoint, region, iam_endpoint or
-// ca_cert must re-supply the method's secrets in the same write.
+// to another host, or use a stored password for another user: a write that
+// changes endpoint, region, ca_cert, or (for the password method)
+// iam_endpoint, username or domain_name must re-supply the method's secrets
+// in the same write.
 func TestChangingWhereCredentialsGoRequiresTheSecretsAgain(t *testing.T) {
 	sink := smsfake.NewSink()
 	sinkSrv := httptest.NewServer(sink)
@@ -189,27 +195,43 @@ func TestChangingWhereCredentialsGoRequiresTheSecretsAgain(t *testing.T) {
 	methods := map[string]struct {
 		configure func(env *testEnv)
 		secrets   map[string]any
+		guarded   []string // the changes below that need the secrets
 	}{
-		"token": {func(env *testEnv) { env.configure(nil) }, map[string]any{"token": testToken}},
+		"token": {func(env *testEnv) { env.configure(nil) }, map[string]any{"token": testToken},
+			[]string{"endpoint", "region", "ca_cert"}},
 		"access_key": {func(env *testEnv) {
 			env.configure(map[string]any{"token": "", "access_key": testAccessKey, "secret_key": testSecretKey})
-		}, map[string]any{"secret_key": testSecretKey}},
-		"password": {func(env *testEnv) { env.configurePassword(map[string]any{"cache_ttl": 300}) }, map[string]any{"password": testPassword}},
+		}, map[string]any{"secret_key": testSecretKey}, []string{"endpoint", "region", "ca_cert"}},
+		"password": {func(env *testEnv) { env.configurePassword(map[string]any{"cache_ttl": 300}) }, map[string]any{"password": testPassword},
+			[]string{"endpoint", "region", "ca_cert", "iam_endpoint", "username", "domain_name"}},
 	}
 	changes := map[string]map[string]any{
 		"endpoint":     {"endpoint": sinkSrv.URL},
 		"region":       {"endpoint": "", "region": "ap-southeast-3"},
 		"iam_endpoint": {"iam_endpoint": sinkSrv.URL},
 		"ca_cert":      {"ca_cert": testCACertPEM(t)},
+		"username":     {"username": "admin"},
+		"domain_name":  {"domain_name": "another-account"},
 	}
 	for method, m := range methods {
 		for field, change := range changes {
+			if (field == "username" || field == "domain_name") && method != "password" {
+				continue
+			}
 			t.Run(method+"/"+field, func(t *testing.T) {
 				env := newTestEnv(t)
 				m.configure(env)
 				before, _, _ := env.read("config")
 
 				status, msg := env.write("config", change)
+				if !slices.Contains(m.guarded, field) {
+					// IAM is not used by this method: nothing is sent there.
+					require.Equal(t, http.StatusNoContent, status, msg)
+					_, status, msg = env.readPassphrase(testTask)
+					require.Equal(t, http.StatusOK, status, msg)
+					require.Empty(t, sink.Received())
+					return
+				}
 				require.Equal(t, http.StatusBadRequest, status, msg)
 				require.Contains(t, msg, field)
 				for name := range m.secrets {
@@ -221,6 +243,7 @@ func TestChangingWhereCredentialsGoRequiresTheSecretsAgain(t *testing.T) {
 				_, status, msg = env.readPassphrase(testTask)
 				require.Equal(t, http.StatusOK, status, msg)
 				require.Empty(t, sink.Received(), "nothing reached the other host")
+				require.Zero(t, env.fake.Stats().IAMLoginFailures, "no login for another user")
 
 				// With the secrets in the same write, the change is accepted.
 				status, msg = env.write("config", mergeMaps(change, m.secrets))
@@ -228,6 +251,38 @@ func TestChangingWhereCredentialsGoRequiresTheSecretsAgain(t *testing.T) {
 			})
 		}
 	}
+}
+
+// Writing the same destination another way is not a change.
+func TestEquivalentEndpointsNeedNoSecrets(t *testing.T) {
+	env := newTestEnv(t)
+	status, msg := env.write("config", map[string]any{"region": "ap-southeast-3", "token": testToken})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	for _, endpoint := range []string{"https://sms.ap-southeast-3.myhuaweicloud.com", "https://SMS.ap-southeast-3.myhuaweicloud.com:443/",
+		"HTTPS://sms.ap-southeast-3.myhuaweicloud.com/"} {
+		status, msg = env.write("config", map[string]any{"endpoint": endpoint, "region": ""})
+		require.Equal(t, http.StatusNoContent, status, "%s: %s", endpoint, msg)
+	}
+	status, msg = env.write("config", map[string]any{"endpoint": "https://sms.ap-southeast-3.myhuaweicloud.com:8443"})
+	require.Equal(t, http.StatusBadRequest, status, "another port is another host: %s", msg)
+}
+
+// Secrets too short to be told apart from ordinary text cannot be redacted
+// from it: the config refuses them.
+func TestSecretsTooShortToRedactAreRefused(t *testing.T) {
+	env := newTestEnv(t)
+	for _, data := range []map[string]any{
+		{"endpoint": env.srv.URL, "token": "short12"},
+		{"endpoint": env.srv.URL, "access_key": testAccessKey, "secret_key": "sk-1234"},
+		{"endpoint": env.srv.URL, "access_key": testAccessKey, "secret_key": testSecretKey, "security_token": "st-1"},
+		{"endpoint": env.srv.URL, "iam_endpoint": env.srv.URL, "username": testUser, "password": "pw1", "domain_name": testDomain},
+	} {
+		status, msg := env.write("config", data)
+		require.Equal(t, http.StatusBadRequest, status, msg)
+	}
+	status, msg := env.write("config", map[string]any{"endpoint": env.srv.URL, "iam_endpoint": env.srv.URL,
+		"username": testUser, "password": "pw-123", "domain_name": testDomain})
+	require.Equal(t, http.StatusNoContent, status, "Huawei's own minimum of 6 is enough for a password: %s", msg)
 }
 
 // Defect 4: when IAM fails near the end of a token's life, the current token
@@ -312,8 +367,8 @@ func TestCredentialsQuotedBackAreRedactedWholeAndInPieces(t *testing.T) {
 			tc.setup(env)
 			require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultEchoCredentials, Status: 401, EchoPrefix: tc.prefix}))
 			_, status, msg := env.readPassphrase(testTask)
-			require.Equal(t, http.StatusBadGateway, status, msg)
-			require.Contains(t, msg, "<redacted>")
+			require.Equal(t, http.StatusBadGateway, status, env.safe(msg))
+			env.requireContains(msg, "<redacted>")
 			assertNoSecrets(t, msg)
 			logs := env.logs.String()
 			for _, tok := range env.fake.IssuedTokens() {
@@ -325,8 +380,9 @@ func TestCredentialsQuotedBackAreRedactedWholeAndInPieces(t *testing.T) {
 				assertNoFragment(t, "the log", logs, s)
 			}
 			// The signature is a credential too: it proves the secret key.
-			require.NotRegexp(t, `Signature=[0-9a-f]{12}`, msg)
-			require.NotRegexp(t, `Signature=[0-9a-f]{12}`, logs)
+			sig := regexp.MustCompile(`Signature=[0-9a-f]{12}`)
+			require.False(t, sig.MatchString(msg), "no signature in the message")
+			require.False(t, sig.MatchString(logs), "no signature in the log")
 		})
 	}
 }
@@ -343,9 +399,10 @@ func TestEvictionBeatsAFetchInFlight(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			env := newTestEnv(t)
 			env.configure(nil)
-			// The in-flight answer is computed (old passphrase) and then held.
+			// The in-flight answer is computed (old passphrase) and then held
+			// until the test lets it go.
 			require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 200,
-				Body: smsfake.BodySlow, Delay: smsfake.Duration(700 * time.Millisecond), Times: 1}))
+				Body: smsfake.BodyHold, Times: 1}))
 			var wg sync.WaitGroup
 			wg.Add(1)
 			var first string
@@ -363,6 +420,7 @@ func TestEvictionBeatsAFetchInFlight(t *testing.T) {
 			resp, status, msg := env.readPassphrase(testTask)
 			require.Equal(t, http.StatusOK, status, msg)
 			require.Equal(t, "rotated-passphrase", resp.Data["passphrase"], "a read after the eviction must not join the older fetch")
+			env.fake.Release()
 			wg.Wait()
 			require.Equal(t, testPassphrase, first, "the read in flight still gets its own answer")
 			require.EqualValues(t, 2, env.fake.Stats().Requests)
@@ -384,4 +442,81 @@ func TestEndpointPortMustBeInRange(t *testing.T) {
 	}
 	status, msg := env.write("config", map[string]any{"endpoint": "https://h:65535", "token": testToken})
 	require.Equal(t, http.StatusNoContent, status, msg)
+}
+
+// Defect 5, during renewal: a refusal met by a background renewal (a valid
+// token still held) holds back further logins for the backoff too.
+func TestRefusalDuringRenewalHoldsLoginsBack(t *testing.T) {
+	env := newTestEnvWith(t, func(o *smsfake.Options) { o.TokenLifetime = time.Hour })
+	env.configurePassword(map[string]any{"max_retries": 0})
+	_, status, msg := env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+
+	// The password was changed in IAM: every login is now refused.
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Status: 401}))
+	env.clock.Advance(54*time.Minute + time.Second) // renewal window: 6 minutes before expiry
+	for i := 0; i < 6; i++ {                        // 6 reads over 36 s: inside the first two backoffs
+		_, status, msg = env.readPassphrase(testTask)
+		require.Equal(t, http.StatusOK, status, "the token is still valid: %s", msg)
+		require.Eventually(t, func() bool { return !env.b.conn.Load().client.Renewing() }, 5*time.Second, time.Millisecond)
+		env.clock.Advance(6 * time.Second)
+	}
+	require.EqualValues(t, 2, env.fake.Stats().IAMTokenRequests-1, "one failed login per backoff (30 s, then 60 s), no more")
+	require.Equal(t, 2, strings.Count(env.logs.String(), "[ERROR]"), "one error line per backoff")
+}
+
+// Defect 6, transport errors: net/http's own errors quote what the upstream
+// sent (here a status line built from the request's credentials); they are
+// redacted of the request's credentials before they reach a log or a reader.
+func TestTransportErrorsQuotingCredentialsAreRedacted(t *testing.T) {
+	for _, method := range []string{"token", "access_key"} {
+		t.Run(method, func(t *testing.T) {
+			env := newTestEnv(t)
+			var mu sync.Mutex
+			var echoed []string
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func(c net.Conn) {
+						defer c.Close()
+						r, err := http.ReadRequest(bufio.NewReader(c))
+						if err != nil {
+							return
+						}
+						cred := r.Header.Get("X-Auth-Token")
+						if cred == "" {
+							_, cred, _ = strings.Cut(r.Header.Get("Authorization"), "Signature=")
+						}
+						mu.Lock()
+						echoed = append(echoed, cred)
+						mu.Unlock()
+						fmt.Fprintf(c, "HTTP/1.1 %s\r\n\r\n", cred)
+					}(c)
+				}
+			}()
+			cfg := map[string]any{"endpoint": "http://" + ln.Addr().String(), "max_retries": 0}
+			if method == "access_key" {
+				cfg["token"], cfg["access_key"], cfg["secret_key"] = "", testAccessKey, testSecretKey
+			}
+			env.configure(cfg)
+			_, status, msg := env.readPassphrase(testTask)
+			require.Equal(t, http.StatusBadGateway, status)
+			env.requireContains(msg, "malformed HTTP status code")
+			env.requireContains(msg, "<redacted>")
+			mu.Lock()
+			defer mu.Unlock()
+			require.NotEmpty(t, echoed)
+			for _, text := range []string{msg, env.logs.String()} {
+				for _, cred := range echoed {
+					assertNoFragment(t, "the message or the log", text, cred)
+				}
+			}
+		})
+	}
 }

@@ -27,6 +27,10 @@ func pathCache(b *backend) []*framework.Path {
 						"upstream_requests": counter("HTTP requests sent to SMS, retries included."),
 						"upstream_errors":   counter("Upstream fetches that failed after their retries."),
 						"stale_served":      counter("Reads answered with an expired entry because SMS failed (stale_if_error)."),
+						"task_entries":      counter("Task metadata (name, enterprise project, state) held now, for role scope checks."),
+						"task_hits":         counter("Scope checks answered from the cache."),
+						"task_misses":       counter("Scope checks that needed an upstream fetch (ShowTask)."),
+						"task_stale_served": counter("Scope checks answered with expired metadata because SMS failed (stale_if_error)."),
 					}}},
 				},
 			},
@@ -45,13 +49,18 @@ func (b *backend) pathCacheRead(context.Context, *logical.Request, *framework.Fi
 	if c := b.conn.Load(); c != nil {
 		b.cache.removeExpired(c.policy)
 	}
+	entries := b.cache.lenByKind()
 	return &logical.Response{Data: map[string]any{
-		"entries":           b.cache.lenByKind()[kindPassphrase],
+		"entries":           entries[kindPassphrase],
 		"hits":              b.cache.stats[kindPassphrase].hits.Load(),
 		"misses":            b.cache.stats[kindPassphrase].misses.Load(),
 		"upstream_requests": b.stats.requests.Load(),
 		"upstream_errors":   b.stats.errors.Load(),
 		"stale_served":      b.cache.stats[kindPassphrase].staleServed.Load(),
+		"task_entries":      entries[kindTask],
+		"task_hits":         b.cache.stats[kindTask].hits.Load(),
+		"task_misses":       b.cache.stats[kindTask].misses.Load(),
+		"task_stale_served": b.cache.stats[kindTask].staleServed.Load(),
 	}}, nil
 }
 

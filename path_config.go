@@ -93,7 +93,7 @@ var configFields = []configField{
 		Description: "How long a passphrase is served from the cache. 0 turns caching off."},
 		seconds(func(c *smsConfig, v time.Duration) { c.CacheTTL = v })},
 	{"cache_max_entries", &framework.FieldSchema{Type: framework.TypeInt, Default: defaultCacheMaxEntries,
-		Description: "Most passphrases held in the cache; the least recently used go first."},
+		Description: "Most tasks held in the cache (each with its passphrase and metadata); the least recently used go first."},
 		func(c *smsConfig, v any) { c.CacheMaxEntries = v.(int) }},
 	{"request_timeout", &framework.FieldSchema{Type: framework.TypeDurationSecond, Default: int(defaultRequestTimeout.Seconds()),
 		Description: "Bound on one upstream fetch, retries and rate-limit waits included; past it the read fails with 504."},
@@ -275,12 +275,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 }
 
 // resuppliedSecrets enforces that a write which changes where credentials
-// are sent carries them too. Otherwise whoever may update the config could
+// are sent, or whose login a password is used for, carries them too. Otherwise whoever may update the config could
 // point the engine at a host of their choice and collect the stored secrets,
 // which are write-only precisely so that an update grant does not reveal
 // them.
 func resuppliedSecrets(stored, next *smsConfig, written map[string]any) []string {
-	moved := movedDestinations(stored, next)
+	moved := movedTargets(stored, next, written)
 	if len(moved) == 0 {
 		return nil
 	}
@@ -293,7 +293,7 @@ func resuppliedSecrets(stored, next *smsConfig, written map[string]any) []string
 	if len(missing) == 0 {
 		return nil
 	}
-	return []string{fmt.Sprintf("changing %s changes where the engine sends its credentials: supply %s in the same write",
+	return []string{fmt.Sprintf("changing %s changes where, or for whom, the engine uses its credentials: supply %s in the same write",
 		strings.Join(moved, ", "), strings.Join(missing, " and "))}
 }
 
@@ -314,6 +314,8 @@ func typeName(t framework.FieldType) string {
 		return "whole number"
 	case framework.TypeFloat:
 		return "number"
+	case framework.TypeCommaStringSlice:
+		return "list of strings"
 	default:
 		return "string"
 	}

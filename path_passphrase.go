@@ -43,8 +43,8 @@ func pathPassphrase(b *backend) []*framework.Path {
 			},
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback:    b.pathPassphraseEvict,
-				Summary:     "Evict the task's cached passphrase, without calling SMS.",
-				Description: "The next read fetches it from SMS again. Grant it separately from read in ACL policies.",
+				Summary:     "Evict everything cached of the task (passphrase and metadata), without calling SMS.",
+				Description: "The next read fetches it from SMS again, on this path and every role path. Grant it separately from read in ACL policies.",
 				Responses:   map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}},
 			},
 		},
@@ -106,41 +106,60 @@ func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, task
 	if conn == nil {
 		return notConfigured(req), nil
 	}
-	key := passphraseKey(taskID)
-	if v, ok := b.cache.fresh(key, conn.policy); ok {
-		pv := v.(*passphraseValue)
-		return &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}}, nil
-	}
+	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil)
+}
 
+// passphraseResponse answers with a task's passphrase, from the cache or
+// from SMS, adding warnings to any the caller collected.
+func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, warnings []string) (*logical.Response, error) {
+	key := passphraseKey(taskID)
+	if val, ok := v.fresh(kindPassphrase); ok {
+		pv := val.(*passphraseValue)
+		return &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}, Warnings: warnings}, nil
+	}
 	ans, err := b.cache.fetch(ctx, key, epoch, conn.policy, func(ctx context.Context) (any, error) {
 		if b.fetchHook != nil {
 			b.fetchHook()
 		}
 		passphrase, err := conn.client.Passphrase(ctx, taskID)
 		if err != nil {
-			b.stats.errors.Add(1)
-			b.logger.Warn("sms passphrase request failed", "task_id", taskID, "error", err.Error())
+			b.upstreamFailed("passphrase", taskID, err)
 			return nil, err
 		}
 		return &passphraseValue{taskID: taskID, passphrase: passphrase}, nil
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, logical.CodedError(http.StatusGatewayTimeout, "the request ended before SMS answered")
-		}
-		return nil, vaultError(err)
+		return nil, fetchError(ctx, err)
 	}
-
 	pv := ans.value.(*passphraseValue)
-	resp := &logical.Response{Data: map[string]any{
-		"task_id":    pv.taskID,
-		"passphrase": pv.passphrase,
-	}}
-	if ans.staleFor != nil {
-		resp.AddWarning(fmt.Sprintf("stale passphrase served: it was fetched %s ago, past cache_ttl, and stale_if_error allows it because %s",
-			ans.age.Round(time.Second), ans.staleFor.Error()))
+	resp := &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}, Warnings: warnings}
+	if w := staleWarning("passphrase", ans); w != "" {
+		resp.AddWarning(w)
 	}
 	return resp, nil
+}
+
+// upstreamFailed counts and logs a failed fetch of a task's resource.
+func (b *backend) upstreamFailed(what, taskID string, err error) {
+	b.stats.errors.Add(1)
+	b.logger.Warn("sms "+what+" request failed", "task_id", taskID, "error", err.Error())
+}
+
+// fetchError is what a reader sees when a fetch failed.
+func fetchError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return logical.CodedError(http.StatusGatewayTimeout, "the request ended before SMS answered")
+	}
+	return vaultError(err)
+}
+
+// staleWarning says why an expired answer was served, or is empty.
+func staleWarning(what string, ans answer) string {
+	if ans.staleFor == nil {
+		return ""
+	}
+	return fmt.Sprintf("stale %s served: it was fetched %s ago, past cache_ttl, and stale_if_error allows it because %s",
+		what, ans.age.Round(time.Second), ans.staleFor.Error())
 }
 
 func (b *backend) pathPassphraseEvict(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -148,6 +167,6 @@ func (b *backend) pathPassphraseEvict(_ context.Context, _ *logical.Request, d *
 	if err := validateTaskID(taskID); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	b.cache.evict(passphraseKey(taskID))
+	b.cache.evictTask(taskID)
 	return nil, nil
 }

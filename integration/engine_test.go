@@ -272,12 +272,16 @@ func TestRestartKeepsConfig(t *testing.T) {
 // 7. plugin crash: SIGKILL the plugin process; Vault restarts it.
 //
 // What Vault 1.21 guarantees: its plugin client notices a dead plugin once it
-// has reaped the process, logs "plugin process exited ... id=<pid>" and
-// marks the connection shut down; the next request then restarts the plugin
-// and is retried on the new process. A request that reaches the dead
-// connection before that point fails once, with a 500 "rpc error: code =
-// Unavailable". So the test waits for that log line (a condition, not a
-// sleep) and then allows at most one failed read, which must be that 500.
+// has reaped the process; it logs "plugin process exited ... id=<pid>" and,
+// a moment later, marks the connection shut down. From then on, the next
+// request restarts the plugin and is retried on the new process. A request
+// that reaches the dead connection before that point fails with a 500
+// "rpc error: code = Unavailable". The moment between the log line and the
+// mark is short but not bounded (a goroutine of Vault's must run; under a
+// load average of 9 on 2 cores two back-to-back reads fell into it). So the
+// test waits for the log line, then reads every 100 ms: every failure must be
+// that 500, a read must succeed within 10 s, and from the first success on
+// every read succeeds.
 func TestPluginCrashRecovers(t *testing.T) {
 	v := newVault(t, "crash")
 	fake := standardFake(t)
@@ -300,6 +304,7 @@ func TestPluginCrashRecovers(t *testing.T) {
 	})
 
 	failures := 0
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		status, body := v.call(v.rootToken, "GET", "sms/passphrase/demo-task-0001")
 		if status == http.StatusOK {
@@ -309,7 +314,13 @@ func TestPluginCrashRecovers(t *testing.T) {
 		failures++
 		require.Equal(t, http.StatusInternalServerError, status, body)
 		require.Contains(t, body, "Unavailable", "only a read that met the dead connection may fail")
-		require.Equal(t, 1, failures, "at most one failed read after the crash: %s", body)
+		require.True(t, time.Now().Before(deadline), "no good read within 10 s of the crash (%d failed)", failures)
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("%d read(s) failed with 500 Unavailable before Vault restarted the plugin", failures)
+	for i := 0; i < 20; i++ {
+		status, body := v.call(v.rootToken, "GET", "sms/passphrase/demo-task-0001")
+		require.Equal(t, http.StatusOK, status, "once restarted, the plugin keeps serving: %s", body)
 	}
 	newPIDs := pluginPIDs(t, v)
 	require.NotEmpty(t, newPIDs)

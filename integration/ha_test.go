@@ -53,11 +53,14 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 	leader.register(version1)
 	leader.mount("sms", fake, smsToken, "cache_ttl=2m")
 	leader.root("write", "sms/config", "request_timeout=9s")
+	leader.root("write", "sms/roles/ops", "enterprise_project_ids=0", "task_name_globs=demo-*")
 
 	standby := nodes[1]
 	require.False(t, isActive(standby))
 	require.Equal(t, passphrase, strings.TrimSpace(standby.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")),
 		"a standby forwards the read to the active node")
+	require.Equal(t, passphrase, strings.TrimSpace(standby.root("read", "-field=passphrase", "sms/roles/ops/passphrase/demo-task-0001")),
+		"and a role read")
 
 	leader.kill()
 	survivors := nodes[1:]
@@ -81,6 +84,10 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 		require.EqualValues(t, 9, data["request_timeout"], "the last write before the failover is kept")
 		require.Equal(t, true, data["token_set"])
 		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")), n.name)
+		role, err := n.readJSON(n.rootToken, "sms/roles/ops")
+		require.NoError(t, err, n.name)
+		require.Equal(t, []any{"demo-*"}, role["task_name_globs"], "the role written before the failover is kept")
+		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/roles/ops/passphrase/demo-task-0001")), n.name)
 	}
 }
 

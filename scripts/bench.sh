@@ -7,6 +7,8 @@
 #   raw-plugin      bench/rawplugin: the same without the framework, the true
 #                   floor of an external plugin (one gRPC round trip)
 #   sms             this engine, cached read
+#   sms-role        this engine, cached read through a role (scope check on
+#                   cached task metadata, then the cached passphrase)
 # Targets alternate (kv, minimal, raw, sms, kv, ...) for ROUNDS rounds, so that
 # noise from a shared machine falls on all of them alike; medians are printed
 # with the ratios. Then the upstream amplification check: 64 clients over
@@ -40,6 +42,8 @@ v secrets enable -path=min minimal-plugin
 v secrets enable -path=raw raw-plugin
 v secrets enable -path=sms vault-plugin-secrets-sms
 v write sms/config endpoint="$sms_url" token=demo-token
+# The stand-in's -any-task tasks are named any-<id>, in enterprise project 0.
+v write sms/roles/bench enterprise_project_ids=0 task_name_globs='any-*'
 v secrets enable -path=sms-cold vault-plugin-secrets-sms
 v write sms-cold/config endpoint="$sms_url" token=demo-token
 
@@ -47,7 +51,7 @@ lg() { "$work/loadgen" run -addr "$VAULT_ADDR" -token root -clients "$clients" "
 echo "Machine: $(nproc) cores, $(uname -sr); $("$vault_bin" version | cut -d, -f1); Go $(go env GOVERSION)"
 echo "Each run: $clients keep-alive clients for $duration; $rounds rounds, alternating targets."
 # Warm-up: start the plugin processes, open connections, fill the cache.
-for p in kv/passphrase/bench-task-0001 min/passphrase/bench-task-0001 raw/passphrase/bench-task-0001 sms/passphrase/bench-task-0001; do
+for p in kv/passphrase/bench-task-0001 min/passphrase/bench-task-0001 raw/passphrase/bench-task-0001 sms/passphrase/bench-task-0001 sms/roles/bench/passphrase/bench-task-0001; do
   lg -path "$p" -duration 1s -label warmup >/dev/null
 done
 
@@ -57,7 +61,8 @@ for r in $(seq 1 "$rounds"); do
   lg -path min/passphrase/bench-task-0001 -duration "$duration" -label minimal-plugin >>"$results"
   lg -path raw/passphrase/bench-task-0001 -duration "$duration" -label raw-plugin >>"$results"
   lg -path sms/passphrase/bench-task-0001 -duration "$duration" -label sms >>"$results"
-  echo "  round $r/$rounds: $(tail -n 4 "$results" | sed -n 's/.*"label":"\([^"]*\)".*"rps":\([0-9]*\).*/\1 \2 req\/s/p' | paste -sd, - | sed 's/,/, /g')"
+  lg -path sms/roles/bench/passphrase/bench-task-0001 -duration "$duration" -label sms-role >>"$results"
+  echo "  round $r/$rounds: $(tail -n 5 "$results" | sed -n 's/.*"label":"\([^"]*\)".*"rps":\([0-9]*\).*/\1 \2 req\/s/p' | paste -sd, - | sed 's/,/, /g')"
 done
 echo
 "$work/loadgen" summarize "$results"

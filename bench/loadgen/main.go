@@ -200,6 +200,7 @@ func summarize(args []string) error {
 	}
 	fmt.Println()
 	fmt.Println("Ratios of medians (throughput: higher is better; latency: lower is better):")
+	ratio("sms-role", "sms")
 	ratio("sms", "minimal-plugin")
 	ratio("sms", "raw-plugin")
 	ratio("sms", "kv")

@@ -100,7 +100,10 @@ func (s *tokenSource) current(ctx context.Context) (string, error) {
 	s.mu.Lock()
 	if s.token != "" && now.Before(s.usableUntil) {
 		token := s.token
-		if !now.Before(s.renewAt) && !s.renewing && !now.Before(s.nextRenewal) {
+		// A remembered refusal holds renewals back too: every failed login
+		// brings the user closer to IAM's lockout, token held or not.
+		refused := s.refusal != nil && now.Before(s.refusedTill)
+		if !now.Before(s.renewAt) && !s.renewing && !now.Before(s.nextRenewal) && !refused {
 			s.renewing = true
 			go s.renewAhead()
 		}
@@ -136,6 +139,9 @@ func (s *tokenSource) renewAhead() {
 	left := s.usableUntil.Sub(s.c.now())
 	if res.Err != nil {
 		s.nextRenewal = s.c.now().Add(renewalRetryInterval)
+		if s.refusal != nil && s.refusedTill.After(s.nextRenewal) {
+			s.nextRenewal = s.refusedTill
+		}
 	}
 	s.mu.Unlock()
 	if res.Err != nil {
@@ -283,4 +289,16 @@ func visibleASCII(s string, max int) bool {
 		}
 	}
 	return true
+}
+
+// Renewing reports whether a background renewal of the IAM token is running,
+// so that tests can wait for one to end.
+func (c *Client) Renewing() bool {
+	ts, ok := c.auth.(*tokenSource)
+	if !ok {
+		return false
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.renewing
 }

@@ -1,6 +1,7 @@
 package huawei
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"unicode"
@@ -52,23 +53,46 @@ func (r *redactor) clean(s string, extra ...string) string {
 }
 
 func (r *redactor) redact(s string, secrets []string) string {
+	// Matching runs on a shadow of the text, without control, format and
+	// space characters and with ASCII letters lower-cased, so that an
+	// upstream that changes a credential's case or breaks it up with
+	// invisible characters does not slip it through; pos maps each shadow
+	// byte back to the text.
+	shadow := make([]byte, 0, len(s))
+	pos := make([]int, 0, len(s))
+	for i, rn := range s {
+		if skipped(rn) {
+			continue
+		}
+		size := utf8.RuneLen(rn)
+		if rn == utf8.RuneError {
+			size = 1
+		}
+		for j := 0; j < size && i+j < len(s); j++ {
+			shadow = append(shadow, lowerASCII(s[i+j]))
+			pos = append(pos, i+j)
+		}
+	}
+	text := string(shadow)
+
 	// mark[i] is true when byte i of s belongs to a credential or a piece of one.
 	var mark []bool
-	set := func(from, to int) {
+	set := func(from, to int) { // shadow range [from, to)
 		if mark == nil {
 			mark = make([]bool, len(s))
 		}
-		for i := from; i < to; i++ {
+		for i := pos[from]; i <= pos[to-1]; i++ {
 			mark[i] = true
 		}
 	}
-	for _, secret := range secrets {
+	for _, secret := range withQuotedForms(secrets) {
+		secret = normalize(secret)
 		switch {
 		case len(secret) < minSecret:
 			continue
 		case len(secret) < minFragment:
 			for i := 0; ; {
-				j := strings.Index(s[i:], secret)
+				j := strings.Index(text[i:], secret)
 				if j < 0 {
 					break
 				}
@@ -77,8 +101,8 @@ func (r *redactor) redact(s string, secrets []string) string {
 			}
 		default:
 			grams := r.gramsOf(secret)
-			for i := 0; i+minFragment <= len(s); i++ {
-				if _, ok := grams[s[i:i+minFragment]]; ok {
+			for i := 0; i+minFragment <= len(text); i++ {
+				if _, ok := grams[text[i:i+minFragment]]; ok {
 					set(i, i+minFragment)
 				}
 			}
@@ -100,6 +124,49 @@ func (r *redactor) redact(s string, secrets []string) string {
 		}
 	}
 	return b.String()
+}
+
+// skipped are the characters matching ignores: controls, format characters
+// (zero-width spaces and the like) and spaces.
+func skipped(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r)
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// normalize is what matching sees of a credential.
+func normalize(secret string) string {
+	var b strings.Builder
+	for i, rn := range secret {
+		if skipped(rn) {
+			continue
+		}
+		size := utf8.RuneLen(rn)
+		if rn == utf8.RuneError {
+			size = 1
+		}
+		for j := 0; j < size && i+j < len(secret); j++ {
+			b.WriteByte(lowerASCII(secret[i+j]))
+		}
+	}
+	return b.String()
+}
+
+// withQuotedForms adds, for each credential with characters Go escapes when
+// it quotes (net/http's errors use %q), the escaped form.
+func withQuotedForms(secrets []string) []string {
+	out := secrets
+	for _, s := range secrets {
+		if q := strconv.Quote(s); q[1:len(q)-1] != s {
+			out = append(out, q[1:len(q)-1])
+		}
+	}
+	return out
 }
 
 // gramsOf returns the set of minFragment-long substrings of secret, built

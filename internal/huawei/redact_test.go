@@ -43,3 +43,36 @@ func TestSignatureOf(t *testing.T) {
 	require.Equal(t, "abc123", signatureOf("SDK-HMAC-SHA256 Access=AK, SignedHeaders=x-sdk-date, Signature=abc123"))
 	require.Equal(t, "", signatureOf("Bearer x"))
 }
+
+// An upstream that changes a credential's case, breaks it up with control,
+// zero-width or space characters, or quotes it with Go's %q does not slip it
+// through.
+func TestRedactionSeesThroughCaseAndInvisibleCharacters(t *testing.T) {
+	const tok = "tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e"
+	const pw = `pw"with\quotes-0123`
+	r := newRedactor([]string{tok, pw, "pw-123"}, nil)
+	broken := func(sep string) string {
+		var b strings.Builder
+		for i := 0; i < len(tok); i += 5 {
+			b.WriteString(tok[i:min(i+5, len(tok))] + sep)
+		}
+		return b.String()
+	}
+	for name, in := range map[string]string{
+		"upper case":    "bad token " + strings.ToUpper(tok),
+		"zero-width":    "bad token " + broken("\u200b"),
+		"control":       "bad token " + broken("\x01"),
+		"spaces":        "bad token " + broken(" "),
+		"go-quoted":     `malformed HTTP status code "` + strings.ReplaceAll(strings.ReplaceAll(pw, `\`, `\\`), `"`, `\"`) + `"`,
+		"short, exact":  "bad password PW-123.",
+		"short, spaced": "bad password pw-1 23.",
+	} {
+		out := r.clean(in)
+		require.Contains(t, out, redacted, name)
+		for i := 0; i+6 <= len(tok); i++ {
+			require.NotContains(t, strings.ToLower(strings.ReplaceAll(out, " ", "")), tok[i:i+6], name)
+		}
+	}
+	// Ordinary text stays readable.
+	require.Equal(t, "line1 line2 ok", r.clean("line1\nline2 ok"))
+}

@@ -3,9 +3,11 @@ package huawei
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -87,8 +89,12 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := t.now()
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
+		// net/http's errors quote what the upstream sent ("malformed HTTP
+		// status code ..."): clean them here, where the credentials this
+		// request carried are known.
+		err = t.cleaned(err, out)
 		t.logger.Debug("upstream request failed", "service", t.service, "path", req.URL.Path,
-			"latency", t.now().Sub(start).String(), "error", describeNetError(err))
+			"latency", t.now().Sub(start).String(), "error", err.Error())
 		return nil, err
 	}
 
@@ -103,7 +109,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			"latency", t.now().Sub(start).String(), "request_id", t.redact.clean(resp.Header.Get("X-Request-Id"), sentCredentials(out)...))
 	}
 	if readErr != nil {
-		return nil, &brokenBody{status: resp.StatusCode, err: readErr}
+		return nil, &brokenBody{status: resp.StatusCode, err: t.cleaned(readErr, out)}
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
@@ -111,6 +117,25 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// upstream quotes back; it is never logged.
 	resp.Request = out
 	return resp, nil
+}
+
+// cleanError is a transport error whose text was stripped of credentials;
+// it still unwraps to the original for errors.Is and errors.As.
+type cleanError struct {
+	msg string
+	err error
+}
+
+func (e *cleanError) Error() string { return e.msg }
+func (e *cleanError) Unwrap() error { return e.err }
+
+func (t *authTransport) cleaned(err error, sent *http.Request) error {
+	var uerr *url.Error
+	inner := err
+	if errors.As(err, &uerr) {
+		inner = uerr.Err
+	}
+	return &cleanError{msg: t.redact.clean(inner.Error(), sentCredentials(sent)...), err: err}
 }
 
 // sentCredentials lists the credentials a request carried.

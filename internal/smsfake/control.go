@@ -12,7 +12,8 @@ import (
 //
 //	GET    /__fake/stats           counters (Stats)
 //	DELETE /__fake/stats           zero the counters
-//	PUT    /__fake/tasks/{id}      {"passphrase": "..."} creates or changes a task
+//	PUT    /__fake/tasks/{id}      {"passphrase": "...", "name", "enterprise_project_id", "state"}
+//	                               creates or changes a task (the metadata fields are optional)
 //	DELETE /__fake/tasks/{id}      removes a task
 //	POST   /__fake/faults          a Fault, queued
 //	DELETE /__fake/faults          removes every fault
@@ -32,12 +33,17 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "tasks/") && r.Method == http.MethodPut:
 		var v struct {
 			Passphrase string `json:"passphrase"`
+			TaskMeta
 		}
 		if err := json.Unmarshal(body, &v); err != nil {
-			bad("body must be {\"passphrase\": \"...\"}")
+			bad("body must be {\"passphrase\": \"...\", \"name\": ..., \"enterprise_project_id\": ..., \"state\": ...}")
 			return
 		}
-		s.SetTask(strings.TrimPrefix(path, "tasks/"), v.Passphrase)
+		id := strings.TrimPrefix(path, "tasks/")
+		s.SetTask(id, v.Passphrase)
+		if v.TaskMeta != (TaskMeta{}) {
+			s.SetTaskMeta(id, v.TaskMeta)
+		}
 		w.WriteHeader(http.StatusNoContent)
 	case strings.HasPrefix(path, "tasks/") && r.Method == http.MethodDelete:
 		s.DeleteTask(strings.TrimPrefix(path, "tasks/"))

@@ -45,6 +45,10 @@ type Options struct {
 	LockoutAfter    int
 	LockoutDuration time.Duration
 	Tasks           map[string]string // task id -> passphrase
+	// TaskMeta gives tasks a name, an enterprise project and a state; a task
+	// without one is named after its id, in enterprise project "0" (the
+	// default one), READY.
+	TaskMeta map[string]TaskMeta
 	// AnyTask answers every well-formed task id not in Tasks with a
 	// passphrase derived from the id (for load tests over many ids).
 	AnyTask bool
@@ -60,6 +64,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	tasks  map[string]string
+	meta   map[string]TaskMeta
 	issued map[string]time.Time // IAM token -> expiry
 	// everIssued lists every token issued, for IssuedTokens.
 	everIssued []string
@@ -67,6 +72,8 @@ type Server struct {
 	latency    time.Duration
 	stats      Stats
 	tokens     map[string]bool
+	// release is closed by Release, letting held answers (BodyHold) finish.
+	release chan struct{}
 	// failedLogins and lockedUntil are IAM's login protection, per user name.
 	failedLogins map[string]int
 	lockedUntil  map[string]time.Time
@@ -78,6 +85,10 @@ type Stats struct {
 	Requests int64 `json:"requests"`
 	// ByTask counts passphrase requests per task id.
 	ByTask map[string]int64 `json:"by_task"`
+	// TaskRequests counts ShowTask requests, ListRequests ListTasks
+	// requests (one per page), whatever their outcome.
+	TaskRequests int64 `json:"task_requests"`
+	ListRequests int64 `json:"list_requests"`
 	// ByAuth counts accepted passphrase requests per method: token, aksk, iam.
 	ByAuth map[string]int64 `json:"by_auth"`
 	// Rejected counts passphrase requests refused for their credentials.
@@ -108,10 +119,13 @@ func New(opts Options) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{opts: opts, now: now, tasks: map[string]string{}, issued: map[string]time.Time{},
-		latency: opts.Latency, tokens: map[string]bool{}, failedLogins: map[string]int{}, lockedUntil: map[string]time.Time{}}
+	s := &Server{opts: opts, now: now, tasks: map[string]string{}, meta: map[string]TaskMeta{}, issued: map[string]time.Time{},
+		latency: opts.Latency, tokens: map[string]bool{}, failedLogins: map[string]int{}, lockedUntil: map[string]time.Time{}, release: make(chan struct{})}
 	for id, p := range opts.Tasks {
 		s.tasks[id] = p
+	}
+	for id, m := range opts.TaskMeta {
+		s.meta[id] = m
 	}
 	for _, t := range opts.Tokens {
 		s.tokens[t] = true
@@ -129,11 +143,20 @@ func (s *Server) SetTask(id, passphrase string) {
 	s.tasks[id] = passphrase
 }
 
+// SetTaskMeta changes a task's name, enterprise project and state, as a
+// user renaming it or moving it to another enterprise project would.
+func (s *Server) SetTaskMeta(id string, m TaskMeta) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.meta[id] = m
+}
+
 // DeleteTask removes a task, so that it answers 404.
 func (s *Server) DeleteTask(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.tasks, id)
+	delete(s.meta, id)
 }
 
 // SetLatency changes the delay added before every SMS answer.
@@ -152,6 +175,15 @@ func (s *Server) AddFault(f Fault) error {
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, &f)
 	return nil
+}
+
+// Release lets every answer held by a BodyHold fault finish; later held
+// answers wait for the next Release.
+func (s *Server) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.release)
+	s.release = make(chan struct{})
 }
 
 // ClearFaults removes every fault.
@@ -212,18 +244,45 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 	case path == "/v3/auth/tokens":
 		s.serveIAMToken(w, r)
-	case strings.HasPrefix(path, "/v3/tasks/") && strings.HasSuffix(path, "/passphrase"):
-		s.servePassphrase(w, r, strings.TrimSuffix(strings.TrimPrefix(path, "/v3/tasks/"), "/passphrase"))
+	case path == "/v3/tasks":
+		s.serveSMS(w, r, callTasks, "", s.listReply)
+	case strings.HasPrefix(path, "/v3/tasks/"):
+		id, sub, _ := strings.Cut(strings.TrimPrefix(path, "/v3/tasks/"), "/")
+		switch sub {
+		case "":
+			s.serveSMS(w, r, callTask, id, s.taskReply)
+		case "passphrase":
+			s.serveSMS(w, r, callPassphrase, id, s.passphraseReply)
+		default:
+			writeReply(w, smsError(http.StatusNotFound, "APIGW.0101", "The API does not exist or has not been published in the environment."))
+		}
 	default:
 		writeReply(w, smsError(http.StatusNotFound, "APIGW.0101", "The API does not exist or has not been published in the environment."))
 	}
 }
 
-func (s *Server) servePassphrase(w http.ResponseWriter, r *http.Request, taskID string) {
+// The SMS calls the stand-in serves, as fault targets.
+const (
+	callPassphrase = "passphrase"
+	callTask       = "task"
+	callTasks      = "tasks"
+	callCertKey    = "certkey"
+)
+
+// serveSMS answers an SMS call: counts it, applies the latency and any
+// fault, and otherwise the call's normal answer.
+func (s *Server) serveSMS(w http.ResponseWriter, r *http.Request, call, taskID string, normal func(*http.Request, string) reply) {
 	s.mu.Lock()
-	s.stats.Requests++
-	s.stats.ByTask[taskID]++
-	fault := s.takeFault("sms", taskID)
+	switch call {
+	case callPassphrase:
+		s.stats.Requests++
+		s.stats.ByTask[taskID]++
+	case callTask:
+		s.stats.TaskRequests++
+	case callTasks:
+		s.stats.ListRequests++
+	}
+	fault := s.takeFault("sms", call, taskID)
 	latency := s.latency
 	s.mu.Unlock()
 	if fault != nil {
@@ -235,25 +294,36 @@ func (s *Server) servePassphrase(w http.ResponseWriter, r *http.Request, taskID 
 	}
 	var rep reply
 	if !fault.replaces() {
-		rep = s.passphraseReply(r, taskID)
+		rep = normal(r, taskID)
 	}
-	fault.deliver(w, r, fault.apply(r, rep, taskID, smsError))
+	fault.deliver(w, r, fault.apply(r, call, rep, taskID, smsError))
+}
+
+// authorized checks the request's credentials and counts the outcome; it
+// returns the gateway's refusal, or nil.
+func (s *Server) authorized(r *http.Request) *reply {
+	if r.Method != http.MethodGet {
+		rep := smsError(http.StatusMethodNotAllowed, "APIGW.0102", "The method is not allowed.")
+		return &rep
+	}
+	method, code, msg := s.authenticate(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if method == "" {
+		s.stats.Rejected++
+		rep := smsError(http.StatusUnauthorized, code, msg)
+		return &rep
+	}
+	s.stats.ByAuth[method]++
+	return nil
 }
 
 // passphraseReply is the normal answer of GET /v3/tasks/{id}/passphrase.
 func (s *Server) passphraseReply(r *http.Request, taskID string) reply {
-	if r.Method != http.MethodGet {
-		return smsError(http.StatusMethodNotAllowed, "APIGW.0102", "The method is not allowed.")
-	}
-	method, code, msg := s.authenticate(r)
-	if method == "" {
-		s.mu.Lock()
-		s.stats.Rejected++
-		s.mu.Unlock()
-		return smsError(http.StatusUnauthorized, code, msg)
+	if refusal := s.authorized(r); refusal != nil {
+		return *refusal
 	}
 	s.mu.Lock()
-	s.stats.ByAuth[method]++
 	passphrase, ok := s.tasks[taskID]
 	if !ok && s.opts.AnyTask && validTaskID(taskID) {
 		passphrase, ok = "passphrase-of-"+taskID, true

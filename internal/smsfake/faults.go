@@ -53,6 +53,7 @@ const (
 	BodyShortLength = "short-length" // a Content-Length shorter than the body that follows (HTTP/1.1)
 	BodySlow        = "slow"         // half of it, a pause of Delay, then the rest
 	BodyHuge        = "huge"         // Size bytes (default 8 MiB) of padding after the answer
+	BodyHold        = "hold"         // half of it, then nothing until Server.Release (or the client leaves), then the rest
 )
 
 var (
@@ -63,7 +64,7 @@ var (
 	}
 	bodyShapes = map[string]bool{
 		BodyWhole: true, BodyTruncate: true, BodyReset: true, BodyCorruptGzip: true,
-		BodyShortLength: true, BodySlow: true, BodyHuge: true,
+		BodyShortLength: true, BodySlow: true, BodyHuge: true, BodyHold: true,
 	}
 )
 
@@ -71,6 +72,7 @@ var (
 type Fault struct {
 	Mode       string   `json:"mode"`
 	Target     string   `json:"target,omitempty"`      // "sms" (default) or "iam"
+	Call       string   `json:"call,omitempty"`        // only this SMS call: "passphrase", "task", "tasks", "certkey"; empty matches every call
 	TaskID     string   `json:"task_id,omitempty"`     // only this task; empty matches every request of the target
 	Times      int      `json:"times,omitempty"`       // match this many requests, then retire; 0: until cleared
 	Status     int      `json:"status,omitempty"`      // FaultStatus, FaultEchoCredentials
@@ -81,7 +83,8 @@ type Fault struct {
 	Size       int      `json:"size,omitempty"`        // BodyHuge
 	EchoPrefix int      `json:"echo_prefix,omitempty"` // FaultEchoCredentials
 
-	used int
+	used    int
+	release <-chan struct{} // BodyHold: closed by Server.Release
 }
 
 // Duration reads "1.5s" style JSON strings.
@@ -120,6 +123,11 @@ func (f *Fault) check() error {
 	if f.Target != "sms" && f.Target != "iam" {
 		return fmt.Errorf("target must be sms or iam")
 	}
+	switch f.Call {
+	case "", callPassphrase, callTask, callTasks, callCertKey:
+	default:
+		return fmt.Errorf("call must be passphrase, task, tasks or certkey")
+	}
 	if f.Mode == FaultStatus && f.Status == 0 && f.Body != BodyWhole {
 		f.Status = http.StatusOK
 	}
@@ -131,9 +139,9 @@ func (f *Fault) check() error {
 
 // takeFault returns the first fault matching the request, counting its use.
 // The caller holds s.mu.
-func (s *Server) takeFault(target, taskID string) *Fault {
+func (s *Server) takeFault(target, call, taskID string) *Fault {
 	for i, f := range s.faults {
-		if f.Target != target || (f.TaskID != "" && f.TaskID != taskID) {
+		if f.Target != target || (f.TaskID != "" && f.TaskID != taskID) || (f.Call != "" && f.Call != call) {
 			continue
 		}
 		f.used++
@@ -141,6 +149,7 @@ func (s *Server) takeFault(target, taskID string) *Fault {
 			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
 		}
 		cp := *f
+		cp.release = s.release
 		return &cp
 	}
 	return nil
@@ -192,7 +201,7 @@ func (f *Fault) replaces() bool {
 
 // apply turns the normal answer into the one the fault calls for.
 // errorFor builds the service's error body for a status.
-func (f *Fault) apply(r *http.Request, normal reply, taskID string, errorFor func(status int, code, msg string) reply) reply {
+func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string, errorFor func(status int, code, msg string) reply) reply {
 	if f == nil {
 		return normal
 	}
@@ -217,7 +226,11 @@ func (f *Fault) apply(r *http.Request, normal reply, taskID string, errorFor fun
 	case FaultOversized:
 		rep = jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": "x", "padding": strings.Repeat("p", 70<<10)})
 	case FaultMismatchedTaskID:
-		rep = jsonReply(http.StatusOK, map[string]string{"task_id": "another-task", "passphrase": "not-yours"})
+		if call == callTask {
+			rep = jsonReply(http.StatusOK, taskBody("another-task", TaskMeta{Name: "not-yours", EnterpriseProjectID: "0"}))
+		} else {
+			rep = jsonReply(http.StatusOK, map[string]string{"task_id": "another-task", "passphrase": "not-yours"})
+		}
 	case FaultLongPassphrase:
 		rep = jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": strings.Repeat("p", 300)})
 	}
@@ -323,6 +336,16 @@ func (f *Fault) deliver(w http.ResponseWriter, r *http.Request, rep reply) {
 		flush(w)
 		if sleep(r, delay) {
 			_, _ = w.Write(body[half:])
+		}
+	case BodyHold:
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(body[:half])
+		flush(w)
+		select {
+		case <-f.release:
+			_, _ = w.Write(body[half:])
+		case <-r.Context().Done():
 		}
 	case BodyHuge:
 		if size <= 0 {

@@ -36,7 +36,7 @@ type tokenRequest struct {
 func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.IAMTokenRequests++
-	fault := s.takeFault("iam", "")
+	fault := s.takeFault("iam", "", "")
 	s.mu.Unlock()
 	if fault != nil {
 		s.countFault()
@@ -48,7 +48,7 @@ func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
 	if !fault.replaces() {
 		rep = s.tokenReply(r)
 	}
-	fault.deliver(w, r, fault.apply(r, rep, "", iamError))
+	fault.deliver(w, r, fault.apply(r, "", rep, "", iamError))
 }
 
 func (s *Server) tokenReply(r *http.Request) reply {

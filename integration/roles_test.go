@@ -1,0 +1,156 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/smsfake"
+)
+
+// Task ids as SMS assigns them (UUIDs); teams are told apart by enterprise
+// project and task name.
+const (
+	roleTaskA1 = "d7fa81b9-c174-4c0a-a475-51a54c8af8a4"
+	roleTaskA2 = "3f1c9a52-7d0e-4b8a-9c11-0a2b3c4d5e6f"
+	roleTaskB1 = "8e7d6c5b-4a39-4281-9f0e-d1c2b3a49586"
+	roleTaskNo = "00000000-0000-4000-8000-000000000000"
+	ppA1       = "role-pp-a1-5c3e1a9b7d"
+	ppA2       = "role-pp-a2-8f6d4b2a0c"
+	ppB1       = "role-pp-b1-2e4c6a8b0d"
+)
+
+func init() { neverLog(ppA1, ppA2, ppB1) }
+
+func teamsFake(t *testing.T) *fakeSMS {
+	return startFake(t, smsfake.Options{
+		Tokens: []string{smsToken},
+		Tasks:  map[string]string{roleTaskA1: ppA1, roleTaskA2: ppA2, roleTaskB1: ppB1},
+		TaskMeta: map[string]smsfake.TaskMeta{
+			roleTaskA1: {Name: "team-a-web01", EnterpriseProjectID: "ep-team-a", State: "SYNCING"},
+			roleTaskA2: {Name: "team-a-db01", EnterpriseProjectID: "ep-team-a", State: "READY"},
+			roleTaskB1: {Name: "team-b-web01", EnterpriseProjectID: "ep-team-b", State: "READY"},
+		},
+	})
+}
+
+// teamToken writes a team's policy, one line per role path, and returns a
+// token holding only it.
+func teamToken(t *testing.T, v *vaultServer, team string) string {
+	t.Helper()
+	policy := filepath.Join(t.TempDir(), team+".hcl")
+	require.NoError(t, os.WriteFile(policy, []byte(`
+path "sms/roles/`+team+`/passphrase/*" {
+  capabilities = ["read"]
+}
+path "sms/roles/`+team+`/tasks" {
+  capabilities = ["list"]
+}
+`), 0o600))
+	v.root("policy", "write", team, policy)
+	token := strings.TrimSpace(v.root("token", "create", "-policy="+team, "-field=token"))
+	neverLog(token)
+	return token
+}
+
+func setUpTeams(t *testing.T, v *vaultServer, fake *fakeSMS) {
+	t.Helper()
+	v.mount("sms", fake, smsToken)
+	v.root("write", "sms/roles/team-a", "enterprise_project_ids=ep-team-a", "description=Team A migrations")
+	v.root("write", "sms/roles/team-b", "enterprise_project_ids=ep-team-b", "task_name_globs=team-b-*")
+}
+
+func TestTeamsReadAndListOnlyTheirOwnTasks(t *testing.T) {
+	v := newVault(t, "roles")
+	fake := teamsFake(t)
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	v.root("audit", "enable", "file", "file_path="+auditPath)
+	setUpTeams(t, v, fake)
+	tokenA, tokenB := teamToken(t, v, "team-a"), teamToken(t, v, "team-b")
+
+	require.Equal(t, ppA1, strings.TrimSpace(v.cliOK(tokenA, "read", "-field=passphrase", "sms/roles/team-a/passphrase/"+roleTaskA1)))
+	require.Equal(t, ppB1, strings.TrimSpace(v.cliOK(tokenB, "read", "-field=passphrase", "sms/roles/team-b/passphrase/"+roleTaskB1)))
+
+	// Another team's task and a task that does not exist: the same 403.
+	codeOther, bodyOther := v.call(tokenA, "GET", "sms/roles/team-a/passphrase/"+roleTaskB1)
+	codeNone, bodyNone := v.call(tokenA, "GET", "sms/roles/team-a/passphrase/"+roleTaskNo)
+	require.Equal(t, http.StatusForbidden, codeOther, bodyOther)
+	require.Equal(t, http.StatusForbidden, codeNone, bodyNone)
+	require.Equal(t, strings.Replace(bodyOther, roleTaskB1, roleTaskNo, 1), bodyNone)
+	require.Contains(t, bodyNone, "not in the scope of role")
+	require.NotContains(t, bodyOther, ppB1)
+	require.Zero(t, fake.Stats().ByTask[roleTaskNo])
+
+	// Vault's ACL keeps a team to its own role's paths.
+	code, _ := v.call(tokenA, "GET", "sms/roles/team-b/passphrase/"+roleTaskB1)
+	require.Equal(t, http.StatusForbidden, code)
+	code, _ = v.call(tokenA, "GET", "sms/passphrase/"+roleTaskA1)
+	require.Equal(t, http.StatusForbidden, code)
+
+	// LIST: only the team's tasks, with name, state and enterprise project.
+	out := v.cliOK(tokenA, "list", "-format=json", "sms/roles/team-a/tasks")
+	var keys []string
+	require.NoError(t, json.Unmarshal([]byte(out), &keys))
+	require.ElementsMatch(t, []string{roleTaskA1, roleTaskA2}, keys)
+	s, err := v.api(tokenA).Logical().List("sms/roles/team-a/tasks")
+	require.NoError(t, err)
+	info := s.Data["key_info"].(map[string]any)
+	require.Equal(t, map[string]any{"name": "team-a-web01", "state": "SYNCING", "enterprise_project_id": "ep-team-a"}, info[roleTaskA1])
+	require.NotContains(t, out, ppA1)
+	out = v.cliOK(tokenB, "list", "-format=json", "sms/roles/team-b/tasks")
+	require.NoError(t, json.Unmarshal([]byte(out), &keys))
+	require.Equal(t, []string{roleTaskB1}, keys)
+
+	// The audit log records the role path of each read, the passphrase HMACed.
+	raw, err := os.ReadFile(auditPath)
+	require.NoError(t, err)
+	audit := string(raw)
+	require.True(t, strings.Contains(audit, `"path":"sms/roles/team-a/passphrase/`+roleTaskA1+`"`), "the role path is audited")
+	require.True(t, strings.Contains(audit, `"path":"sms/roles/team-a/tasks/"`) || strings.Contains(audit, `"path":"sms/roles/team-a/tasks"`))
+	require.False(t, strings.Contains(audit, ppA1), "no passphrase in clear in the audit log")
+}
+
+func TestRoleEditsAndTaskMovesTakeEffect(t *testing.T) {
+	v := newVault(t, "role-edits")
+	fake := teamsFake(t)
+	setUpTeams(t, v, fake)
+	v.root("write", "sms/config", "cache_ttl=60s", "token="+smsToken)
+	tokenB := teamToken(t, v, "team-b")
+
+	code, _ := v.call(tokenB, "GET", "sms/roles/team-b/passphrase/"+roleTaskA1)
+	require.Equal(t, http.StatusForbidden, code)
+	// A role edit takes effect on the next read.
+	v.root("write", "sms/roles/team-b", "enterprise_project_ids=ep-team-b,ep-team-a", "task_name_globs=team-b-*,team-a-web*")
+	require.Equal(t, ppA1, strings.TrimSpace(v.cliOK(tokenB, "read", "-field=passphrase", "sms/roles/team-b/passphrase/"+roleTaskA1)))
+
+	// The task moves to another enterprise project upstream: within
+	// cache_ttl the cached metadata decides; a delete makes the move seen at once.
+	fake.SetTaskMeta(roleTaskA1, smsfake.TaskMeta{Name: "team-a-web01", EnterpriseProjectID: "ep-elsewhere", State: "READY"})
+	require.Equal(t, ppA1, strings.TrimSpace(v.cliOK(tokenB, "read", "-field=passphrase", "sms/roles/team-b/passphrase/"+roleTaskA1)))
+	v.root("delete", "sms/passphrase/"+roleTaskA1)
+	code, body := v.call(tokenB, "GET", "sms/roles/team-b/passphrase/"+roleTaskA1)
+	require.Equal(t, http.StatusForbidden, code, body)
+
+	// Role definitions survive a restart.
+	v.stop()
+	v.start()
+	v.unseal(v.unsealKey)
+	data, err := v.readJSON(v.rootToken, "sms/roles/team-b")
+	require.NoError(t, err)
+	require.Equal(t, []any{"ep-team-b", "ep-team-a"}, data["enterprise_project_ids"])
+	require.Equal(t, ppB1, strings.TrimSpace(v.cliOK(tokenB, "read", "-field=passphrase", "sms/roles/team-b/passphrase/"+roleTaskB1)))
+	out := v.root("list", "sms/roles")
+	require.Contains(t, out, "team-a")
+	require.Contains(t, out, "team-b")
+
+	v.root("delete", "sms/roles/team-b")
+	code, _ = v.call(tokenB, "GET", "sms/roles/team-b/passphrase/"+roleTaskB1)
+	require.Equal(t, http.StatusNotFound, code)
+}

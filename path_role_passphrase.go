@@ -1,0 +1,141 @@
+package sms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
+)
+
+func taskMetaKey(taskID string) cacheKey { return cacheKey{kind: kindTask, id: taskID} }
+
+func pathRolePassphrase(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern:      "roles/(?P<role>[^/]+)/passphrase/" + framework.MatchAllRegex("task_id"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sms", OperationSuffix: "role-passphrase"},
+		Fields: map[string]*framework.FieldSchema{
+			"role":    {Type: framework.TypeString, Required: true, Description: "Name of the role."},
+			"task_id": {Type: framework.TypeString, Required: true, Description: "ID of the SMS migration task."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathRolePassphraseRead,
+				Summary:  "Read the certificate passphrase of a task in the role's scope.",
+				Description: "The engine learns the task's name and enterprise project from SMS (cached like passphrases) " +
+					"and serves the passphrase only when the task is in the role's scope; otherwise 403.",
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+						"task_id":    {Type: framework.TypeString, Description: "The task asked for."},
+						"passphrase": {Type: framework.TypeString, Description: "The task's certificate passphrase.", DisplayAttrs: sensitive("Passphrase")},
+					}}},
+				},
+			},
+		},
+		HelpSynopsis: "The passphrase of a task, if the task is in the role's scope.",
+		HelpDescription: `
+Read returns task_id and passphrase, as sms/passphrase/<task_id> does, when the
+task belongs to one of the role's enterprise projects and its name matches one
+of the role's globs (those the role sets). A task out of scope and a task that
+does not exist get the same 403, so that a team cannot learn which ids exist
+outside its scope.`,
+	}}
+}
+
+func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, taskID := d.Get("role").(string), d.Get("task_id").(string)
+	if err := validateRoleName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := validateTaskID(taskID); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	return b.readRolePassphrase(ctx, req, name, taskID)
+}
+
+// readRolePassphrase serves a validated role and task id: two lookups of
+// the one cache (metadata for the scope check, then the passphrase), shared
+// with every other role and with the direct path.
+func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, name, taskID string) (*logical.Response, error) {
+	epoch := b.cache.currentEpoch()
+	conn, err := b.connection(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return notConfigured(req), nil
+	}
+	r, err := b.roles.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+	}
+	v := b.cache.view(taskID, conn.policy)
+	warnings, err := b.checkScope(ctx, conn, epoch, v, r, name, taskID)
+	if err != nil {
+		return nil, err
+	}
+	return b.passphraseResponse(ctx, conn, epoch, v, taskID, warnings)
+}
+
+// checkScope returns nil when the task is in the role's scope, and the 403
+// otherwise, the same whether the task is out of scope or does not exist.
+// The decision is made on every read, against cached metadata; it is never
+// cached itself, so that a role change takes effect on the next read.
+func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64, v view, r *role, name, taskID string) ([]string, error) {
+	outOfScope := func() error {
+		return logical.CodedError(http.StatusForbidden,
+			fmt.Sprintf("task %q is not in the scope of role %q, or does not exist", taskID, name))
+	}
+	ans, err := b.taskMeta(ctx, conn, epoch, v, taskID)
+	if err != nil {
+		var e *huawei.Error
+		if errors.As(err, &e) && e.Kind == huawei.KindNotFound {
+			return nil, outOfScope()
+		}
+		return nil, fetchError(ctx, err)
+	}
+	if !r.allows(ans.value.(*huawei.Task)) {
+		return nil, outOfScope()
+	}
+	if w := staleWarning("task metadata", ans); w != "" {
+		return []string{w}, nil
+	}
+	return nil, nil
+}
+
+// taskMeta returns a task's metadata from the cache or from SMS (ShowTask).
+func (b *backend) taskMeta(ctx context.Context, conn *connection, epoch uint64, v view, taskID string) (answer, error) {
+	if val, ok := v.fresh(kindTask); ok {
+		return answer{value: val}, nil
+	}
+	return b.cache.fetch(ctx, taskMetaKey(taskID), epoch, conn.policy, func(ctx context.Context) (any, error) {
+		if b.fetchHook != nil {
+			b.fetchHook()
+		}
+		t, err := conn.client.Task(ctx, taskID)
+		if err != nil {
+			b.upstreamFailed("task", taskID, err)
+			return nil, err
+		}
+		return t, nil
+	})
+}
+
+// rolePassphrasePath splits roles/<role>/passphrase/<task_id>, for the fast
+// path; ok is false for anything else.
+func rolePassphrasePath(path string) (name, taskID string, ok bool) {
+	rest, ok := strings.CutPrefix(path, rolesPrefix)
+	if !ok {
+		return "", "", false
+	}
+	name, taskID, ok = strings.Cut(rest, "/passphrase/")
+	return name, taskID, ok
+}

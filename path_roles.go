@@ -1,0 +1,396 @@
+package sms
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
+)
+
+const (
+	roleStoragePrefix  = "role/"
+	rolesPrefix        = "roles/"
+	maxRoleNameLength  = 64
+	maxRolePatterns    = 100
+	maxPatternLength   = 255
+	maxDescriptionSize = 1024
+)
+
+// role scopes a team to the SMS tasks of some enterprise projects, or whose
+// names match some globs, or both.
+type role struct {
+	EnterpriseProjectIDs []string `json:"enterprise_project_ids"`
+	TaskNameGlobs        []string `json:"task_name_globs"`
+	Description          string   `json:"description"`
+}
+
+// allows reports whether a task is in the role's scope: its enterprise
+// project is one of the role's (when it names some), and its name matches
+// one of the role's globs (when it has some). A task whose metadata has no
+// enterprise project matches no role that names enterprise projects.
+func (r *role) allows(t *huawei.Task) bool {
+	if len(r.EnterpriseProjectIDs) > 0 && !slices.Contains(r.EnterpriseProjectIDs, t.EnterpriseProjectID) {
+		return false
+	}
+	if len(r.TaskNameGlobs) > 0 && !slices.ContainsFunc(r.TaskNameGlobs, func(g string) bool { return globMatch(g, t.Name) }) {
+		return false
+	}
+	return true
+}
+
+// globMatch reports whether name matches pattern, where "*" matches any run
+// of characters (none included) and every other character only itself.
+func globMatch(pattern, name string) bool {
+	// Iterative matching with one backtrack point: linear in practice, and
+	// never exponential however many stars a pattern holds.
+	p, n := 0, 0
+	star, mark := -1, 0
+	for n < len(name) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, n
+			p++
+		case p < len(pattern) && pattern[p] == name[n]:
+			p++
+			n++
+		case star >= 0:
+			p = star + 1
+			mark++
+			n = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+func validateRoleName(name string) error {
+	if name == "" || len(name) > maxRoleNameLength {
+		return fmt.Errorf("role must be 1 to %d characters", maxRoleNameLength)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("role may contain only letters, digits, '-' and '_'")
+		}
+	}
+	return nil
+}
+
+// roles holds the role definitions this node has read, in step with storage
+// through this node's writes and Invalidate for other nodes' writes. Reads
+// look it up without a lock; loads and writes take mu, so that a load racing
+// a write cannot put an older definition back.
+type roles struct {
+	mu    sync.Mutex
+	known sync.Map // name -> *role, or (*role)(nil) for a role known not to exist
+}
+
+func (rs *roles) get(ctx context.Context, s logical.Storage, name string) (*role, error) {
+	if v, ok := rs.known.Load(name); ok {
+		return v.(*role), nil
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if v, ok := rs.known.Load(name); ok {
+		return v.(*role), nil
+	}
+	entry, err := s.Get(ctx, roleStoragePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading role %q from storage: %w", name, err)
+	}
+	var r *role
+	if entry != nil {
+		r = &role{}
+		if err := entry.DecodeJSON(r); err != nil {
+			return nil, fmt.Errorf("decoding role %q: %w", name, err)
+		}
+	}
+	rs.known.Store(name, r)
+	return r, nil
+}
+
+func (rs *roles) put(ctx context.Context, s logical.Storage, name string, r *role) error {
+	entry, err := logical.StorageEntryJSON(roleStoragePrefix+name, r)
+	if err != nil {
+		return err
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if err := s.Put(ctx, entry); err != nil {
+		rs.known.Delete(name)
+		return fmt.Errorf("saving role %q: %w", name, err)
+	}
+	rs.known.Store(name, r)
+	return nil
+}
+
+func (rs *roles) delete(ctx context.Context, s logical.Storage, name string) error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.known.Delete(name)
+	if err := s.Delete(ctx, roleStoragePrefix+name); err != nil {
+		return fmt.Errorf("deleting role %q: %w", name, err)
+	}
+	return nil
+}
+
+// forget drops what this node knows of a role, after another node changed it.
+func (rs *roles) forget(name string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.known.Delete(name)
+}
+
+func pathRoles(b *backend) []*framework.Path {
+	roleField := &framework.FieldSchema{Type: framework.TypeString, Required: true,
+		Description: "Name of the role: 1 to 64 letters, digits, '-' or '_'."}
+	fields := map[string]*framework.FieldSchema{
+		"role": roleField,
+		"enterprise_project_ids": {Type: framework.TypeCommaStringSlice,
+			Description: `Enterprise project IDs whose tasks the role may read ("0" is the default enterprise project). A list, or a comma-separated string.`},
+		"task_name_globs": {Type: framework.TypeCommaStringSlice,
+			Description: `Globs on task names ("*" matches any run of characters); a task must match one. A list, or a comma-separated string.`},
+		"description": {Type: framework.TypeString, Description: "What the role is for."},
+	}
+	readFields := map[string]*framework.FieldSchema{}
+	for k, v := range fields {
+		if k != "role" {
+			readFields[k] = v
+		}
+	}
+	return []*framework.Path{
+		{
+			Pattern:      "roles/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sms", OperationSuffix: "roles"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathRolesList,
+					Summary:  "List the roles.",
+				},
+				// Writes to "roles/" itself name no role: a 400, not a 405.
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleNameMissing, Summary: "(a role name is required)"},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleNameMissing, Summary: "(a role name is required)"},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleNameMissing, Summary: "(a role name is required)"},
+			},
+			HelpSynopsis: "List the roles that scope teams to SMS tasks.",
+		},
+		{
+			// Any name reaches validation, so that a bad one gets a 400
+			// naming the field rather than a bare 404 from the router.
+			Pattern:        "roles/(?P<role>[^/]+)$",
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: "sms", OperationSuffix: "role"},
+			Fields:         fields,
+			ExistenceCheck: b.roleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathRoleRead,
+					Summary:  "Read a role.",
+					Responses: map[int][]framework.Response{
+						http.StatusOK: {{Description: "OK", Fields: readFields}},
+					},
+				},
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Create a role."},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Change the fields named in the request; the others keep their values."},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, Summary: "Delete a role."},
+			},
+			HelpSynopsis: "A role: the SMS tasks a team may read, by enterprise project and task name.",
+			HelpDescription: `
+A role sets enterprise_project_ids, task_name_globs, or both (a task must then
+satisfy both). roles/<role>/passphrase/<task_id> serves a task's passphrase
+only when SMS says the task is in the role's scope; roles/<role>/tasks lists
+the tasks in scope. Grant teams those paths, one policy per role.`,
+		},
+	}
+}
+
+func (b *backend) pathRoleNameMissing(_ context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	return logical.ErrorResponse("role is required: use roles/<role>"), nil
+}
+
+func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	name := d.Get("role").(string)
+	if validateRoleName(name) != nil {
+		return false, nil // the request itself reports the bad name
+	}
+	r, err := b.roles.get(ctx, req.Storage, name)
+	return r != nil, err
+}
+
+func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, roleStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing roles: %w", err)
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	if err := validateRoleName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	r, err := b.roles.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+	}
+	return &logical.Response{Data: map[string]any{
+		"enterprise_project_ids": nonNil(r.EnterpriseProjectIDs),
+		"task_name_globs":        nonNil(r.TaskNameGlobs),
+		"description":            r.Description,
+	}}, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	if err := validateRoleName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	stored, err := b.roles.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	r := &role{}
+	if stored != nil {
+		cp := *stored
+		r = &cp
+	}
+
+	var problems []string
+	lists := []struct {
+		field string
+		dst   *[]string
+		check func(string) string
+	}{
+		{"enterprise_project_ids", &r.EnterpriseProjectIDs, checkEnterpriseProjectID},
+		{"task_name_globs", &r.TaskNameGlobs, checkGlob},
+	}
+	for _, l := range lists {
+		raw, ok := req.Data[l.field]
+		if !ok {
+			continue
+		}
+		values, problem := stringList(l.field, raw)
+		if problem == "" {
+			values, problem = cleanList(l.field, values, l.check)
+		}
+		if problem != "" {
+			problems = append(problems, problem)
+			continue
+		}
+		*l.dst = values
+	}
+	if v, ok := d.GetOk("description"); ok {
+		desc := v.(string)
+		if len(desc) > maxDescriptionSize || !utf8.ValidString(desc) {
+			problems = append(problems, fmt.Sprintf("description must be valid UTF-8 of at most %d bytes", maxDescriptionSize))
+		}
+		r.Description = desc
+	}
+	if len(problems) == 0 && len(r.EnterpriseProjectIDs) == 0 && len(r.TaskNameGlobs) == 0 {
+		problems = append(problems, "a role must set enterprise_project_ids or task_name_globs (or both): a role without either would allow every task")
+	}
+	if len(problems) > 0 {
+		return logical.ErrorResponse("invalid role: " + strings.Join(problems, "; ")), nil
+	}
+	if err := b.roles.put(ctx, req.Storage, name, r); err != nil {
+		return nil, err
+	}
+	b.logger.Info("role written", "role", name)
+	return nil, nil
+}
+
+// stringList reads a list field: a list of strings, or one string of
+// comma-separated values (what the vault CLI sends for key=a,b). Anything
+// else is refused, naming the field without repeating the value.
+func stringList(field string, raw any) ([]string, string) {
+	switch v := raw.(type) {
+	case string:
+		if strings.TrimSpace(v) == "" {
+			return nil, ""
+		}
+		return strings.Split(v, ","), ""
+	case []string:
+		return v, ""
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, item := range v {
+			s, ok := item.(string)
+			if !ok {
+				return nil, field + " must be a list of strings"
+			}
+			out = append(out, s)
+		}
+		return out, ""
+	}
+	return nil, field + " must be a list of strings"
+}
+
+// cleanList trims, checks and de-duplicates the values of a list field.
+func cleanList(field string, values []string, check func(string) string) ([]string, string) {
+	if len(values) > maxRolePatterns {
+		return nil, fmt.Sprintf("%s may hold at most %d values", field, maxRolePatterns)
+	}
+	out := make([]string, 0, len(values))
+	for _, v := range values {
+		v = strings.TrimSpace(v)
+		if problem := check(v); problem != "" {
+			return nil, field + " " + problem
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out, ""
+}
+
+func checkEnterpriseProjectID(v string) string {
+	if v == "" || len(v) > maxRoleNameLength || !idPattern.MatchString(v) {
+		return "values must be 1 to 64 letters, digits, '-' or '_' (for example 0, the default enterprise project)"
+	}
+	return ""
+}
+
+func checkGlob(v string) string {
+	if v == "" {
+		return "values must not be empty (use * to match every name)"
+	}
+	if len(v) > maxPatternLength || !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
+		return fmt.Sprintf("values must be valid UTF-8 of at most %d bytes, without control characters", maxPatternLength)
+	}
+	return ""
+}
+
+func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	if err := validateRoleName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := b.roles.delete(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
+	b.logger.Info("role deleted", "role", name)
+	return nil, nil
+}
