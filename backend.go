@@ -110,8 +110,11 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		if id, ok := strings.CutPrefix(req.Path, passphrasePrefix); ok && validateTaskID(id) == nil {
 			return b.readPassphrase(ctx, req, id)
 		}
-		if name, id, ok := rolePassphrasePath(req.Path); ok && validateRoleName(name) == nil && validateTaskID(id) == nil {
-			return b.readRolePassphrase(ctx, req, name, id)
+		if name, id, ok := rolePassphrasePath(req.Path); ok && validateTaskID(id) == nil {
+			// A role this node knows was validated when it was first looked up.
+			if r, known := b.roles.cached(name); known || validateRoleName(name) == nil {
+				return b.readRolePassphrase(ctx, req, name, id, r, known)
+			}
 		}
 	}
 	if bad := b.unconvertible(req); len(bad) > 0 {

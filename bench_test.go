@@ -192,6 +192,28 @@ func BenchmarkCache100k(b *testing.B) {
 	}
 }
 
+// BenchmarkCachedReadViaRole is BenchmarkCachedRead through a role (scope
+// check on cached metadata, then the cached passphrase), alone, for
+// instruction counts (scripts/bench-instructions.sh).
+func BenchmarkCachedReadViaRole(b *testing.B) {
+	env := newBenchEnv(b, nil)
+	resp, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation,
+		Path: "roles/team-a", Data: map[string]any{"enterprise_project_ids": "0", "task_name_globs": "any-*"}, Storage: env.storage})
+	if err != nil || resp.IsError() {
+		b.Fatal(err, resp)
+	}
+	req := &logical.Request{Operation: logical.ReadOperation, Path: "roles/team-a/passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
+	env.b.HandleRequest(context.Background(), req)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := env.b.HandleRequest(context.Background(), req)
+		if err != nil || resp.Data["passphrase"] == nil {
+			b.Fatal(err, resp)
+		}
+	}
+}
+
 // BenchmarkCachedRoleRead compares, in the same process and alternating, a
 // cached read through a role (scope check on cached metadata, then the
 // cached passphrase) with a cached direct read of the same task. It reports

@@ -55,13 +55,15 @@ func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Reque
 	if err := validateTaskID(taskID); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	return b.readRolePassphrase(ctx, req, name, taskID)
+	r, known := b.roles.cached(name)
+	return b.readRolePassphrase(ctx, req, name, taskID, r, known)
 }
 
 // readRolePassphrase serves a validated role and task id: two lookups of
 // the one cache (metadata for the scope check, then the passphrase), shared
 // with every other role and with the direct path.
-func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, name, taskID string) (*logical.Response, error) {
+// r and known are what this node already knows of the role, if anything.
+func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, name, taskID string, r *role, known bool) (*logical.Response, error) {
 	epoch := b.cache.currentEpoch()
 	conn, err := b.connection(ctx, req.Storage)
 	if err != nil {
@@ -70,9 +72,10 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	if conn == nil {
 		return notConfigured(req), nil
 	}
-	r, err := b.roles.get(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
+	if !known {
+		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
+			return nil, err
+		}
 	}
 	if r == nil {
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
@@ -90,43 +93,43 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 // The decision is made on every read, against cached metadata; it is never
 // cached itself, so that a role change takes effect on the next read.
 func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64, v view, r *role, name, taskID string) ([]string, error) {
-	outOfScope := func() error {
-		return logical.CodedError(http.StatusForbidden,
-			fmt.Sprintf("task %q is not in the scope of role %q, or does not exist", taskID, name))
-	}
-	ans, err := b.taskMeta(ctx, conn, epoch, v, taskID)
-	if err != nil {
-		var e *huawei.Error
-		if errors.As(err, &e) && e.Kind == huawei.KindNotFound {
-			return nil, outOfScope()
+	var warnings []string
+	var t *huawei.Task
+	if val, ok := v.fresh(kindTask); ok {
+		t = val.(*huawei.Task) // the warm path: no fetch, no warning
+	} else {
+		ans, err := b.cache.fetch(ctx, taskMetaKey(taskID), epoch, conn.policy, func(ctx context.Context) (any, error) {
+			if b.fetchHook != nil {
+				b.fetchHook()
+			}
+			t, err := conn.client.Task(ctx, taskID)
+			if err != nil {
+				b.upstreamFailed("task", taskID, err)
+				return nil, err
+			}
+			return t, nil
+		})
+		if err != nil {
+			var e *huawei.Error
+			if errors.As(err, &e) && e.Kind == huawei.KindNotFound {
+				return nil, outOfScope(name, taskID)
+			}
+			return nil, fetchError(ctx, err)
 		}
-		return nil, fetchError(ctx, err)
+		t = ans.value.(*huawei.Task)
+		if w := staleWarning("task metadata", ans); w != "" {
+			warnings = []string{w}
+		}
 	}
-	if !r.allows(ans.value.(*huawei.Task)) {
-		return nil, outOfScope()
+	if !r.allows(t) {
+		return nil, outOfScope(name, taskID)
 	}
-	if w := staleWarning("task metadata", ans); w != "" {
-		return []string{w}, nil
-	}
-	return nil, nil
+	return warnings, nil
 }
 
-// taskMeta returns a task's metadata from the cache or from SMS (ShowTask).
-func (b *backend) taskMeta(ctx context.Context, conn *connection, epoch uint64, v view, taskID string) (answer, error) {
-	if val, ok := v.fresh(kindTask); ok {
-		return answer{value: val}, nil
-	}
-	return b.cache.fetch(ctx, taskMetaKey(taskID), epoch, conn.policy, func(ctx context.Context) (any, error) {
-		if b.fetchHook != nil {
-			b.fetchHook()
-		}
-		t, err := conn.client.Task(ctx, taskID)
-		if err != nil {
-			b.upstreamFailed("task", taskID, err)
-			return nil, err
-		}
-		return t, nil
-	})
+func outOfScope(name, taskID string) error {
+	return logical.CodedError(http.StatusForbidden,
+		fmt.Sprintf("task %q is not in the scope of role %q, or does not exist", taskID, name))
 }
 
 // rolePassphrasePath splits roles/<role>/passphrase/<task_id>, for the fast
@@ -136,6 +139,10 @@ func rolePassphrasePath(path string) (name, taskID string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
-	name, taskID, ok = strings.Cut(rest, "/passphrase/")
-	return name, taskID, ok
+	slash := strings.IndexByte(rest, '/')
+	if slash < 0 {
+		return "", "", false
+	}
+	taskID, ok = strings.CutPrefix(rest[slash+1:], "passphrase/")
+	return rest[:slash], taskID, ok
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -31,6 +32,17 @@ type role struct {
 	EnterpriseProjectIDs []string `json:"enterprise_project_ids"`
 	TaskNameGlobs        []string `json:"task_name_globs"`
 	Description          string   `json:"description"`
+
+	globs []glob // TaskNameGlobs compiled, by compile
+}
+
+// compile prepares a role for matching; every role in memory is compiled.
+func (r *role) compile() *role {
+	r.globs = make([]glob, len(r.TaskNameGlobs))
+	for i, g := range r.TaskNameGlobs {
+		r.globs[i] = compileGlob(g)
+	}
+	return r
 }
 
 // allows reports whether a task is in the role's scope: its enterprise
@@ -41,40 +53,49 @@ func (r *role) allows(t *huawei.Task) bool {
 	if len(r.EnterpriseProjectIDs) > 0 && !slices.Contains(r.EnterpriseProjectIDs, t.EnterpriseProjectID) {
 		return false
 	}
-	if len(r.TaskNameGlobs) > 0 && !slices.ContainsFunc(r.TaskNameGlobs, func(g string) bool { return globMatch(g, t.Name) }) {
+	if len(r.TaskNameGlobs) == 0 {
+		return true
+	}
+	// An uncompiled role has no globs and so matches nothing: fail closed.
+	for i := range r.globs {
+		if r.globs[i].match(t.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// glob is a pattern split at its stars: a name matches when it starts with
+// the first part, ends with the last, and holds the middle ones in order
+// between them. Matching is a few comparisons, never a backtracking search.
+type glob struct {
+	parts []string // len(parts) == number of stars + 1
+}
+
+func compileGlob(pattern string) glob { return glob{parts: strings.Split(pattern, "*")} }
+
+func (g glob) match(name string) bool {
+	if len(g.parts) == 1 {
+		return name == g.parts[0]
+	}
+	first, last := g.parts[0], g.parts[len(g.parts)-1]
+	if len(name) < len(first)+len(last) || !strings.HasPrefix(name, first) || !strings.HasSuffix(name, last) {
 		return false
+	}
+	middle := name[len(first) : len(name)-len(last)]
+	for _, part := range g.parts[1 : len(g.parts)-1] {
+		i := strings.Index(middle, part)
+		if i < 0 {
+			return false
+		}
+		middle = middle[i+len(part):]
 	}
 	return true
 }
 
 // globMatch reports whether name matches pattern, where "*" matches any run
 // of characters (none included) and every other character only itself.
-func globMatch(pattern, name string) bool {
-	// Iterative matching with one backtrack point: linear in practice, and
-	// never exponential however many stars a pattern holds.
-	p, n := 0, 0
-	star, mark := -1, 0
-	for n < len(name) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, n
-			p++
-		case p < len(pattern) && pattern[p] == name[n]:
-			p++
-			n++
-		case star >= 0:
-			p = star + 1
-			mark++
-			n = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}
+func globMatch(pattern, name string) bool { return compileGlob(pattern).match(name) }
 
 func validateRoleName(name string) error {
 	if name == "" || len(name) > maxRoleNameLength {
@@ -91,21 +112,83 @@ func validateRoleName(name string) error {
 
 // roles holds the role definitions this node has read, in step with storage
 // through this node's writes and Invalidate for other nodes' writes. Reads
-// look it up without a lock; loads and writes take mu, so that a load racing
-// a write cannot put an older definition back.
+// look them up in an immutable snapshot without a lock (the hot path of a
+// role read); loads and writes take mu and publish a new snapshot, so that a
+// load racing a write cannot put an older definition back.
 type roles struct {
 	mu    sync.Mutex
-	known sync.Map // name -> *role, or (*role)(nil) for a role known not to exist
+	known atomic.Pointer[roleSnapshot]
+}
+
+// roleSnapshot maps names to roles (nil for a role known not to exist). A
+// handful of names are found faster by comparing than by hashing, and a
+// deployment has a role per team: up to smallRoleSet names, a scan.
+type roleSnapshot struct {
+	names []string
+	roles []*role
+	index map[string]int // only past smallRoleSet names
+}
+
+const smallRoleSet = 8
+
+func (s *roleSnapshot) find(name string) int {
+	if s.index != nil {
+		if i, ok := s.index[name]; ok {
+			return i
+		}
+		return -1
+	}
+	for i, n := range s.names {
+		if len(n) == len(name) && n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// cached returns what this node knows of a role, without a lock.
+func (rs *roles) cached(name string) (r *role, known bool) {
+	if s := rs.known.Load(); s != nil {
+		if i := s.find(name); i >= 0 {
+			return s.roles[i], true
+		}
+	}
+	return nil, false
+}
+
+// set publishes a new snapshot with name changed (r) or dropped (!keep).
+// The caller holds mu.
+func (rs *roles) set(name string, r *role, keep bool) {
+	next := &roleSnapshot{}
+	if s := rs.known.Load(); s != nil {
+		for i, n := range s.names {
+			if n != name {
+				next.names = append(next.names, n)
+				next.roles = append(next.roles, s.roles[i])
+			}
+		}
+	}
+	if keep {
+		next.names = append(next.names, name)
+		next.roles = append(next.roles, r)
+	}
+	if len(next.names) > smallRoleSet {
+		next.index = make(map[string]int, len(next.names))
+		for i, n := range next.names {
+			next.index[n] = i
+		}
+	}
+	rs.known.Store(next)
 }
 
 func (rs *roles) get(ctx context.Context, s logical.Storage, name string) (*role, error) {
-	if v, ok := rs.known.Load(name); ok {
-		return v.(*role), nil
+	if r, ok := rs.cached(name); ok {
+		return r, nil
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if v, ok := rs.known.Load(name); ok {
-		return v.(*role), nil
+	if r, ok := rs.cached(name); ok {
+		return r, nil
 	}
 	entry, err := s.Get(ctx, roleStoragePrefix+name)
 	if err != nil {
@@ -117,8 +200,9 @@ func (rs *roles) get(ctx context.Context, s logical.Storage, name string) (*role
 		if err := entry.DecodeJSON(r); err != nil {
 			return nil, fmt.Errorf("decoding role %q: %w", name, err)
 		}
+		r.compile()
 	}
-	rs.known.Store(name, r)
+	rs.set(name, r, true)
 	return r, nil
 }
 
@@ -130,17 +214,17 @@ func (rs *roles) put(ctx context.Context, s logical.Storage, name string, r *rol
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if err := s.Put(ctx, entry); err != nil {
-		rs.known.Delete(name)
+		rs.set(name, nil, false)
 		return fmt.Errorf("saving role %q: %w", name, err)
 	}
-	rs.known.Store(name, r)
+	rs.set(name, r, true)
 	return nil
 }
 
 func (rs *roles) delete(ctx context.Context, s logical.Storage, name string) error {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	rs.known.Delete(name)
+	rs.set(name, nil, false)
 	if err := s.Delete(ctx, roleStoragePrefix+name); err != nil {
 		return fmt.Errorf("deleting role %q: %w", name, err)
 	}
@@ -151,7 +235,7 @@ func (rs *roles) delete(ctx context.Context, s logical.Storage, name string) err
 func (rs *roles) forget(name string) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	rs.known.Delete(name)
+	rs.set(name, nil, false)
 }
 
 func pathRoles(b *backend) []*framework.Path {
@@ -315,7 +399,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if len(problems) > 0 {
 		return logical.ErrorResponse("invalid role: " + strings.Join(problems, "; ")), nil
 	}
-	if err := b.roles.put(ctx, req.Storage, name, r); err != nil {
+	if err := b.roles.put(ctx, req.Storage, name, r.compile()); err != nil {
 		return nil, err
 	}
 	b.logger.Info("role written", "role", name)

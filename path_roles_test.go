@@ -135,13 +135,14 @@ func TestGlobMatch(t *testing.T) {
 
 func TestRoleScope(t *testing.T) {
 	task := func(name, ep string) *huawei.Task { return &huawei.Task{Name: name, EnterpriseProjectID: ep} }
-	both := &role{EnterpriseProjectIDs: []string{"ep-a", "0"}, TaskNameGlobs: []string{"web-*", "db-*"}}
+	both := (&role{EnterpriseProjectIDs: []string{"ep-a", "0"}, TaskNameGlobs: []string{"web-*", "db-*"}}).compile()
 	require.True(t, both.allows(task("web-1", "ep-a")))
 	require.True(t, both.allows(task("db-1", "0")))
 	require.False(t, both.allows(task("web-1", "ep-b")), "both constraints must hold")
 	require.False(t, both.allows(task("app-1", "ep-a")), "both constraints must hold")
 	require.False(t, both.allows(task("web-1", "")), "no enterprise project matches no role that names some")
-	require.True(t, (&role{TaskNameGlobs: []string{"*"}}).allows(task("", "")))
+	require.True(t, (&role{TaskNameGlobs: []string{"*"}}).compile().allows(task("", "")))
+	require.False(t, (&role{TaskNameGlobs: []string{"*"}}).allows(task("x", "")), "an uncompiled role fails closed")
 	require.True(t, (&role{EnterpriseProjectIDs: []string{"ep-a"}}).allows(task("", "ep-a")))
 }
 
