@@ -2,6 +2,7 @@
 #   make dev     build everything, start the SMS stand-in and a Vault dev server with the plugin
 #   make test    unit tests (with -race) and the integration suite on a real Vault server
 #   make bench   engine benchmarks and the end-to-end benchmark against Vault baselines
+#   make release-snapshot  release archives, sums and SBOMs of this commit in dist/
 
 SHELL        := /usr/bin/env bash
 MODULE       := github.com/sms-vault/vault-plugin-secrets-sms
@@ -9,8 +10,11 @@ VERSION      ?= v0.1.0
 GOFLAGS_RACE ?= -race
 LDFLAGS      := -s -w -X $(MODULE).Version=$(VERSION)
 FUZZTIME     ?= 10s
+# RELEASE_TARGETS=ci limits a snapshot to linux/amd64 and darwin/arm64.
+RELEASE_TARGETS ?=
 
-.PHONY: all build dev test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean
+.PHONY: all build dev test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean \
+	release-tools release-config release-snapshot release release-check
 
 all: fmtcheck vet build test
 
@@ -57,6 +61,31 @@ fmtcheck:
 vet:
 	go vet ./...
 	go vet -tags integration ./integration/...
+
+# --- releases (.goreleaser.yaml, run by scripts/goreleaser.sh, which builds
+# the pinned GoReleaser and cyclonedx-gomod into .cache/bin first)
+
+release-tools:
+	scripts/goreleaser.sh --version >/dev/null
+
+# Validates .goreleaser.yaml.
+release-config:
+	scripts/goreleaser.sh check
+
+# Any commit: dist/ with version v<next patch>-SNAPSHOT-<commit>.
+release-snapshot:
+	RELEASE_TARGETS="$(RELEASE_TARGETS)" scripts/goreleaser.sh release --snapshot --clean
+
+# A tagged commit (vX.Y.Z at HEAD, clean tree): the release itself, in dist/,
+# to upload by hand.
+release:
+	scripts/goreleaser.sh release --clean
+
+# Builds this commit twice (here and in a fresh clone with its own build
+# cache) for linux/amd64 and darwin/arm64 and compares the artifacts byte for
+# byte.
+release-check:
+	scripts/check-reproducible.sh
 
 clean:
 	rm -rf bin dist
