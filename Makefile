@@ -13,7 +13,7 @@ FUZZTIME     ?= 10s
 # RELEASE_TARGETS=ci limits a snapshot to linux/amd64 and darwin/arm64.
 RELEASE_TARGETS ?=
 
-.PHONY: all build dev test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean \
+.PHONY: all build dev dev-check test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean \
 	release-tools release-config release-snapshot release release-check
 
 all: fmtcheck vet build test
@@ -28,6 +28,11 @@ vault:
 
 dev: build
 	scripts/dev.sh
+
+# Runs make dev, pastes the lines it prints into a clean shell without vault
+# on PATH, reads a passphrase and stops make dev.
+dev-check:
+	scripts/check-dev.sh
 
 test: test-unit test-integration
 
