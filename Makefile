@@ -10,11 +10,15 @@ VERSION      ?= v0.1.0
 GOFLAGS_RACE ?= -race
 LDFLAGS      := -s -w -X $(MODULE).Version=$(VERSION)
 FUZZTIME     ?= 10s
+# Pinned tools (goreleaser, cyclonedx-gomod, golangci-lint), each from its own
+# module under tools/, built into .cache/bin; the project's go.mod never
+# sees them.
+TOOLS_BIN    := $(CURDIR)/.cache/bin
 # RELEASE_TARGETS=ci limits a snapshot to linux/amd64 and darwin/arm64.
 RELEASE_TARGETS ?=
 
 .PHONY: all build dev dev-check test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean \
-	release-tools release-config release-snapshot release release-check
+	release-tools release-config release-snapshot release release-check lint-tools lint
 
 all: fmtcheck vet build test
 
@@ -91,6 +95,20 @@ release:
 # byte.
 release-check:
 	scripts/check-reproducible.sh
+
+# --- static analysis (.golangci.yml)
+
+lint-tools:
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/lint && go build -buildvcs=false -trimpath -o $(TOOLS_BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+# Both runs always, so that one list has every finding; fails if either has one.
+lint: lint-tools
+	@status=0; \
+	$(TOOLS_BIN)/golangci-lint run ./... || status=1; \
+	echo "--- with the integration build tag: ./integration/..."; \
+	$(TOOLS_BIN)/golangci-lint run --build-tags integration ./integration/... || status=1; \
+	exit $$status
 
 clean:
 	rm -rf bin dist
