@@ -81,14 +81,17 @@ release-tools:
 release-config:
 	scripts/goreleaser.sh check
 
-# Any commit: dist/ with version v<next patch>-SNAPSHOT-<commit>.
+# Any commit: dist/ with version v<next patch>-SNAPSHOT-<commit>; dist/release/
+# holds the files to publish (archives, bare binaries, SBOMs, SHA256SUMS).
 release-snapshot:
 	RELEASE_TARGETS="$(RELEASE_TARGETS)" scripts/goreleaser.sh release --snapshot --clean
+	scripts/release-files.sh
 
 # A tagged commit (vX.Y.Z at HEAD, clean tree): the release itself, in dist/,
 # to upload by hand.
 release:
 	scripts/goreleaser.sh release --clean
+	scripts/release-files.sh
 
 # Builds this commit twice (here and in a fresh clone with its own build
 # cache) for linux/amd64 and darwin/arm64 and compares the artifacts byte for

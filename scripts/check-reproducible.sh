@@ -54,8 +54,8 @@ echo "    $(( $(date +%s) - start ))s"
 # GoReleaser's own metadata.json and artifacts.json, which record when and
 # where it ran).
 list() {
-  (cd "$1/dist" && find . -type f \( -name '*.tar.gz' -o -name '*.zip' -o -name '*.cdx.json' -o -name SHA256SUMS \
-    -o -name vault-plugin-secrets-sms -o -name vault-plugin-secrets-sms.exe \) | sed 's|^\./||' | LC_ALL=C sort)
+  (cd "$1/dist" && find . -path ./release -prune -o -type f \( -name '*.tar.gz' -o -name '*.zip' -o -name '*.cdx.json' -o -name SHA256SUMS \
+    -o -name vault-plugin-secrets-sms -o -name vault-plugin-secrets-sms.exe \) -print | sed 's|^\./||' | LC_ALL=C sort)
 }
 list "$root" >"$work/files1"
 list "$work/clone" >"$work/files2"
