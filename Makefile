@@ -2,6 +2,7 @@
 #   make dev     build everything, start the SMS stand-in and a Vault dev server with the plugin
 #   make test    unit tests (with -race) and the integration suite on a real Vault server
 #   make bench   engine benchmarks and the end-to-end benchmark against Vault baselines
+#   make release-snapshot  release archives, sums and SBOMs of this commit in dist/
 
 SHELL        := /usr/bin/env bash
 MODULE       := github.com/sms-vault/vault-plugin-secrets-sms
@@ -9,8 +10,15 @@ VERSION      ?= v0.1.0
 GOFLAGS_RACE ?= -race
 LDFLAGS      := -s -w -X $(MODULE).Version=$(VERSION)
 FUZZTIME     ?= 10s
+# Pinned tools (goreleaser, cyclonedx-gomod, golangci-lint), each from its own
+# module under tools/, built into .cache/bin; the project's go.mod never
+# sees them.
+TOOLS_BIN    := $(CURDIR)/.cache/bin
+# RELEASE_TARGETS=ci limits a snapshot to linux/amd64 and darwin/arm64.
+RELEASE_TARGETS ?=
 
-.PHONY: all build dev test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean
+.PHONY: all build dev dev-check test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean \
+	release-tools release-config release-snapshot release release-check lint-tools lint
 
 all: fmtcheck vet build test
 
@@ -24,6 +32,11 @@ vault:
 
 dev: build
 	scripts/dev.sh
+
+# Runs make dev, pastes the lines it prints into a clean shell without vault
+# on PATH, reads a passphrase and stops make dev.
+dev-check:
+	scripts/check-dev.sh
 
 test: test-unit test-integration
 
@@ -57,6 +70,48 @@ fmtcheck:
 vet:
 	go vet ./...
 	go vet -tags integration ./integration/...
+
+# --- releases (.goreleaser.yaml, run by scripts/goreleaser.sh, which builds
+# the pinned GoReleaser and cyclonedx-gomod into .cache/bin first)
+
+release-tools:
+	scripts/goreleaser.sh --version >/dev/null
+
+# Validates .goreleaser.yaml.
+release-config:
+	scripts/goreleaser.sh check
+
+# Any commit: dist/ with version v<next patch>-SNAPSHOT-<commit>; dist/release/
+# holds the files to publish (archives, bare binaries, SBOMs, SHA256SUMS).
+release-snapshot:
+	RELEASE_TARGETS="$(RELEASE_TARGETS)" scripts/goreleaser.sh release --snapshot --clean
+	scripts/release-files.sh
+
+# A tagged commit (vX.Y.Z at HEAD, clean tree): the release itself, in dist/,
+# to upload by hand.
+release:
+	scripts/goreleaser.sh release --clean
+	scripts/release-files.sh
+
+# Builds this commit twice (here and in a fresh clone with its own build
+# cache) for linux/amd64 and darwin/arm64 and compares the artifacts byte for
+# byte.
+release-check:
+	scripts/check-reproducible.sh
+
+# --- static analysis (.golangci.yml)
+
+lint-tools:
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/lint && go build -buildvcs=false -trimpath -o $(TOOLS_BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+# Both runs always, so that one list has every finding; fails if either has one.
+lint: lint-tools
+	@status=0; \
+	$(TOOLS_BIN)/golangci-lint run ./... || status=1; \
+	echo "--- with the integration build tag: ./integration/..."; \
+	$(TOOLS_BIN)/golangci-lint run --build-tags integration ./integration/... || status=1; \
+	exit $$status
 
 clean:
 	rm -rf bin dist

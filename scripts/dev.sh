@@ -3,6 +3,12 @@
 # 127.0.0.1, mount the engine three times (one per auth method), and print what
 # to paste next. Ctrl-C stops everything this script started.
 #
+# The lines it prints work pasted into a fresh terminal, whichever way Vault
+# was found (VAULT_BIN, PATH, or built into .cache/vault/): they put the
+# directory of the Vault in use first on PATH. The same exports are written
+# to .cache/dev/env.sh (removed on stop), for `. .cache/dev/env.sh` from the
+# repository's directory. scripts/check-dev.sh checks both.
+#
 #   DEV_VAULT_PORT  Vault's port (default 8200)
 set -euo pipefail
 
@@ -23,6 +29,7 @@ cp bin/vault-plugin-secrets-sms "$work/plugins/"
 start_stack "$vault_bin" "$port" info bin/sms-fake
 
 v() { "$vault_bin" "$@" >/dev/null; }
+vault_dir=$(cd "$(dirname "$vault_bin")" && pwd)
 # One mount per auth method; the stand-in accepts the demo credentials of each.
 v secrets enable -path=sms vault-plugin-secrets-sms
 v write sms/config endpoint="$sms_url" token=demo-token
@@ -30,6 +37,15 @@ v secrets enable -path=sms-aksk vault-plugin-secrets-sms
 v write sms-aksk/config endpoint="$sms_url" access_key=demo-access-key secret_key=demo-secret-key
 v secrets enable -path=sms-iam vault-plugin-secrets-sms
 v write sms-iam/config endpoint="$sms_url" iam_endpoint="$sms_url" username=demo-user password=demo-password domain_name=demo-domain
+
+# The lines to paste, with every value quoted for the shell. PATH stays
+# unexpanded, so that it is the pasting terminal's own.
+exports="export PATH=$(printf %q "$vault_dir"):\"\$PATH\"
+export VAULT_ADDR=$(printf %q "$VAULT_ADDR")
+export VAULT_TOKEN=$(printf %q "$VAULT_TOKEN")"
+mkdir -p .cache/dev
+stack_files+=("$root/.cache/dev/env.sh")
+printf '# Written by make dev (scripts/dev.sh); removed when it stops.\n%s\n' "$exports" >.cache/dev/env.sh
 
 cat <<EOT
 
@@ -39,10 +55,9 @@ Vault $("$vault_bin" version | awk '{print $2}' | tr -d ,) dev server on $VAULT_
   sms-iam/   IAM user (token obtained and renewed by the engine)
 SMS stand-in on $sms_url with tasks demo-task-0001, team-a-0001 and team-b-0001.
 
-In another terminal:
+In another terminal (the same exports are in .cache/dev/env.sh):
 
-  export VAULT_ADDR=$VAULT_ADDR
-  export VAULT_TOKEN=root
+$(sed 's/^/  /' <<<"$exports")
   vault read sms/passphrase/demo-task-0001
   vault read sms-aksk/passphrase/team-a-0001
   vault read sms-iam/passphrase/team-b-0001

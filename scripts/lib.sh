@@ -3,10 +3,11 @@
 # Source it; it defines functions only.
 
 # new_workdir NAME: sets $work, and a trap that stops every process started by
-# start_stack and removes $work.
+# start_stack and removes $work and every file named in $stack_files.
 new_workdir() {
   work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
   stack_pids=()
+  stack_files=()
   trap stop_stack EXIT INT TERM
 }
 
@@ -14,7 +15,7 @@ stop_stack() {
   trap - EXIT INT TERM
   for pid in "${stack_pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$work" "${stack_files[@]}"
   echo "Stopped the local Vault and SMS stand-in." >&2
 }
 

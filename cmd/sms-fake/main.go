@@ -77,16 +77,27 @@ func main() {
 		}
 	}
 
-	host, _, err := net.SplitHostPort(*listen)
+	if err := serve(opts, *listen, *useTLS, *caFile, *urlFile); err != nil {
+		log.Fatalf("sms-fake: %v", err)
+	}
+}
+
+// serve listens on the loopback address listen and serves the stand-in until
+// SIGINT or SIGTERM.
+func serve(opts smsfake.Options, listen string, useTLS bool, caFile, urlFile string) error {
+	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
-		log.Fatalf("sms-fake: -listen: %v", err)
+		return fmt.Errorf("-listen: %w", err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		log.Fatalf("sms-fake: -listen must be a loopback address, not %q", host)
+		return fmt.Errorf("-listen must be a loopback address, not %q", host)
 	}
-	ln, err := net.Listen("tcp", *listen)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", listen)
 	if err != nil {
-		log.Fatalf("sms-fake: %v", err)
+		return err
 	}
 
 	// With -tls, HTTP/2 is offered as the real endpoints do; the connection
@@ -96,15 +107,18 @@ func main() {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	scheme := "http"
-	if *useTLS {
+	if useTLS {
 		scheme = "https"
 		cert, pemBytes, err := selfSigned()
 		if err != nil {
-			log.Fatalf("sms-fake: %v", err)
+			_ = ln.Close()
+			return err
 		}
-		if *caFile != "" {
-			if err := os.WriteFile(*caFile, pemBytes, 0o644); err != nil {
-				log.Fatalf("sms-fake: %v", err)
+		// 0600: read by the scripts and tests of the same user only.
+		if caFile != "" {
+			if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
+				_ = ln.Close()
+				return err
 			}
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
@@ -112,24 +126,25 @@ func main() {
 	}
 
 	base := fmt.Sprintf("%s://%s", scheme, ln.Addr())
-	if *urlFile != "" {
-		if err := os.WriteFile(*urlFile, []byte(base+"\n"), 0o644); err != nil {
-			log.Fatalf("sms-fake: %v", err)
+	if urlFile != "" {
+		if err := os.WriteFile(urlFile, []byte(base+"\n"), 0o600); err != nil {
+			_ = ln.Close()
+			return err
 		}
 	}
 	log.Printf("sms-fake: serving SMS and IAM on %s (control API under %s/__fake/)", base, base)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	go func() {
 		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// The signal ended ctx; the shutdown gets 5 seconds of its own.
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Fatalf("sms-fake: %v", err)
+		return err
 	}
+	return nil
 }
 
 // selfSigned makes a certificate for 127.0.0.1, ::1 and localhost.

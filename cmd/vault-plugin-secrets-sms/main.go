@@ -1,8 +1,12 @@
 // Command vault-plugin-secrets-sms is the Vault secrets-engine plugin that serves
-// Huawei Cloud SMS task passphrases. Vault starts it; it is not run by hand.
+// Huawei Cloud SMS task passphrases. Vault starts it; it is not run by hand,
+// except as `vault-plugin-secrets-sms -version`, which prints the version the
+// binary was built with (the value to give `vault plugin register -version`)
+// and exits without contacting Vault.
 package main
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"os"
@@ -21,19 +25,40 @@ func main() {
 	// whatever it saw, credentials included. The engine logs through hclog.
 	log.SetOutput(io.Discard)
 
-	meta := &api.PluginAPIClientMeta{}
-	flags := meta.FlagSet()
-	if err := flags.Parse(os.Args[1:]); err != nil {
+	meta, showVersion, err := parseFlags(os.Args[1:])
+	if err != nil {
 		fatal(err)
 	}
+	if showVersion {
+		printVersion(os.Stdout)
+		return
+	}
 
-	err := plugin.ServeMultiplex(&plugin.ServeOpts{
+	err = plugin.ServeMultiplex(&plugin.ServeOpts{
 		BackendFactoryFunc: sms.Factory,
 		TLSProviderFunc:    api.VaultPluginTLSProvider(meta.GetTLSConfig()),
 	})
 	if err != nil {
 		fatal(err)
 	}
+}
+
+// parseFlags parses the flags Vault starts plugins with (api.PluginAPIClientMeta:
+// -ca-cert, -tls-skip-verify, ...) plus -version, in one flag set, so that
+// adding -version changes nothing about how Vault's flags are read.
+func parseFlags(args []string) (*api.PluginAPIClientMeta, bool, error) {
+	meta := &api.PluginAPIClientMeta{}
+	flags := meta.FlagSet()
+	showVersion := flags.Bool("version", false, "print the plugin's version and exit")
+	if err := flags.Parse(args); err != nil {
+		return nil, false, err
+	}
+	return meta, *showVersion, nil
+}
+
+// printVersion writes the version set at build time, e.g. "v1.2.3".
+func printVersion(w io.Writer) {
+	_, _ = fmt.Fprintln(w, sms.Version)
 }
 
 func fatal(err error) {
