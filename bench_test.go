@@ -203,7 +203,9 @@ func BenchmarkCachedReadViaRole(b *testing.B) {
 		b.Fatal(err, resp)
 	}
 	req := &logical.Request{Operation: logical.ReadOperation, Path: "roles/team-a/passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
-	env.b.HandleRequest(context.Background(), req)
+	if _, err := env.b.HandleRequest(context.Background(), req); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -157,7 +157,7 @@ func TestFaultMatrix(t *testing.T) {
 			if tc.endpoint == "closed" || (tc.endpoint == "tls" && tc.status != http.StatusOK) {
 				env.configure(map[string]any{"endpoint": env.srv.URL, "ca_cert": ""})
 			}
-			resp, status, msg = env.readPassphrase("another-task-" + "0001")
+			_, status, msg = env.readPassphrase("another-task-" + "0001")
 			require.Equal(t, http.StatusNotFound, status, "the mount must answer normally: %s", msg)
 			env.fake.SetTask("fresh-task", "fresh")
 			resp, status, msg = env.readPassphrase("fresh-task")

@@ -1,6 +1,7 @@
 package sms
 
 import (
+	"errors"
 	"net/http"
 	"testing"
 
@@ -32,11 +33,11 @@ func TestUpstreamErrorStatusesAndRetryability(t *testing.T) {
 		e := tc.err
 		require.Equal(t, tc.status, httpStatus(&e), "%+v", e)
 		require.Equal(t, tc.temporary, e.Temporary(), "%+v", e)
-		coded, ok := vaultError(&e).(logical.HTTPCodedError)
-		require.True(t, ok, "must cross the plugin boundary as a coded error")
+		var coded logical.HTTPCodedError
+		require.True(t, errors.As(vaultError(&e), &coded), "must cross the plugin boundary as a coded error")
 		require.Equal(t, tc.status, coded.Code())
 	}
-	coded, ok := vaultError(errInternal).(logical.HTTPCodedError)
-	require.True(t, ok)
+	var coded logical.HTTPCodedError
+	require.True(t, errors.As(vaultError(errInternal), &coded))
 	require.Equal(t, http.StatusInternalServerError, coded.Code())
 }

@@ -496,7 +496,7 @@ func TestTransportErrorsQuotingCredentialsAreRedacted(t *testing.T) {
 						mu.Lock()
 						echoed = append(echoed, cred)
 						mu.Unlock()
-						fmt.Fprintf(c, "HTTP/1.1 %s\r\n\r\n", cred)
+						_, _ = fmt.Fprintf(c, "HTTP/1.1 %s\r\n\r\n", cred)
 					}(c)
 				}
 			}()

@@ -63,8 +63,7 @@ func validateTaskID(id string) error {
 		return fmt.Errorf("task_id must be 1 to %d characters", maxTaskIDLength)
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if c := id[i]; !isNameChar(c) && c != '.' {
 			return errors.New("task_id may contain only letters, digits, '-', '_' and '.'")
 		}
 	}

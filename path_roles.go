@@ -102,12 +102,19 @@ func validateRoleName(name string) error {
 		return fmt.Errorf("role must be 1 to %d characters", maxRoleNameLength)
 	}
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		if !isNameChar(name[i]) {
 			return fmt.Errorf("role may contain only letters, digits, '-' and '_'")
 		}
 	}
 	return nil
+}
+
+func roleNameOK(name string) bool { return validateRoleName(name) == nil }
+
+// isNameChar reports whether c may appear in a role name: a letter, a digit,
+// '-' or '_'.
+func isNameChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
 // roles holds the role definitions this node has read, in step with storage
@@ -306,7 +313,7 @@ func (b *backend) pathRoleNameMissing(_ context.Context, _ *logical.Request, _ *
 
 func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	name := d.Get("role").(string)
-	if validateRoleName(name) != nil {
+	if !roleNameOK(name) {
 		return false, nil // the request itself reports the bad name
 	}
 	r, err := b.roles.get(ctx, req.Storage, name)

@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -412,7 +413,8 @@ func statusOf(err error) int {
 	if err == nil {
 		return http.StatusOK
 	}
-	if re, ok := err.(*api.ResponseError); ok {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
 		return re.StatusCode
 	}
 	return -1

@@ -82,7 +82,7 @@ echo 'command -v vault' | clean_shell "$check/elsewhere" >/dev/null 2>&1 &&
 
 expect_passphrases() { # FILE: output of a paste
   local want
-  for want in correct-horse-battery-staple team-a-secret team-b-secret; do
+  for want in correct-horse-battery-staple team-a-secret team-b-secret team-a-web-passphrase team-a-db-passphrase; do
     grep -Eq "^passphrase[[:space:]]+$want\$" "$1" || fail "no passphrase $want in:
 $(cat "$1")"
   done
@@ -93,7 +93,10 @@ clean_shell "$check/elsewhere" <"$check/pasted.sh" >"$check/pasted.out" 2>&1 ||
   fail "the pasted lines failed:
 $(cat "$check/pasted.out")"
 expect_passphrases "$check/pasted.out"
-echo "ok: every read printed its passphrase"
+grep -q "is not in the scope of role" "$check/pasted.out" || fail "team A's token read team B's task:
+$(cat "$check/pasted.out")"
+grep -q "team-b-web-passphrase" "$check/pasted.out" && fail "team A's token got team B's passphrase"
+echo "ok: every read printed its passphrase; team A's token was refused team B's task"
 
 echo "--- the README's \"After \`make dev\`\" block in a clean shell (cwd $root)"
 # The first shell block after the line that starts with "After `make dev`".

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make dev: start the SMS stand-in and a Vault dev server with the plugin, on
-# 127.0.0.1, mount the engine three times (one per auth method), and print what
-# to paste next. Ctrl-C stops everything this script started.
+# 127.0.0.1, mount the engine three times (one per auth method), create two
+# teams' roles and policies, and print what to paste next. Ctrl-C stops
+# everything this script started.
 #
 # The lines it prints work pasted into a fresh terminal, whichever way Vault
 # was found (VAULT_BIN, PATH, or built into .cache/vault/): they put the
@@ -26,7 +27,14 @@ fi
 new_workdir sms-dev
 mkdir -p "$work/plugins"
 cp bin/vault-plugin-secrets-sms "$work/plugins/"
-start_stack "$vault_bin" "$port" info bin/sms-fake
+# Two teams' migration tasks, with the UUID ids SMS gives them, in two
+# enterprise projects, beside the demo tasks of the auth-method mounts.
+team_a_web=d7fa81b9-c174-4c0a-a475-51a54c8af8a4
+team_a_db=3f1c9a52-7d0e-4b8a-9c11-0a2b3c4d5e6f
+team_b_web=8e7d6c5b-4a39-4281-9f0e-d1c2b3a49586
+start_stack "$vault_bin" "$port" info bin/sms-fake \
+  -tasks "demo-task-0001=correct-horse-battery-staple,team-a-0001=team-a-secret,team-b-0001=team-b-secret,$team_a_web=team-a-web-passphrase,$team_a_db=team-a-db-passphrase,$team_b_web=team-b-web-passphrase" \
+  -task-meta "$team_a_web=team-a-web01:ep-team-a:SYNCING,$team_a_db=team-a-db01:ep-team-a,$team_b_web=team-b-web01:ep-team-b"
 
 v() { "$vault_bin" "$@" >/dev/null; }
 vault_dir=$(cd "$(dirname "$vault_bin")" && pwd)
@@ -37,6 +45,14 @@ v secrets enable -path=sms-aksk vault-plugin-secrets-sms
 v write sms-aksk/config endpoint="$sms_url" access_key=demo-access-key secret_key=demo-secret-key
 v secrets enable -path=sms-iam vault-plugin-secrets-sms
 v write sms-iam/config endpoint="$sms_url" iam_endpoint="$sms_url" username=demo-user password=demo-password domain_name=demo-domain
+# A role and a policy per team: team A by enterprise project, team B by
+# enterprise project and task name.
+v write sms/roles/team-a enterprise_project_ids=ep-team-a description="Team A migrations"
+v write sms/roles/team-b enterprise_project_ids=ep-team-b task_name_globs='team-b-*' description="Team B web migrations"
+for team in team-a team-b; do
+  printf 'path "sms/roles/%s/passphrase/*" { capabilities = ["read"] }\npath "sms/roles/%s/tasks" { capabilities = ["list"] }\n' "$team" "$team" |
+    "$vault_bin" policy write "$team" - >/dev/null
+done
 
 # The lines to paste, with every value quoted for the shell. PATH stays
 # unexpanded, so that it is the pasting terminal's own.
@@ -53,7 +69,10 @@ Vault $("$vault_bin" version | awk '{print $2}' | tr -d ,) dev server on $VAULT_
   sms/       token auth
   sms-aksk/  AK/SK signing
   sms-iam/   IAM user (token obtained and renewed by the engine)
-SMS stand-in on $sms_url with tasks demo-task-0001, team-a-0001 and team-b-0001.
+SMS stand-in on $sms_url with tasks demo-task-0001, team-a-0001 and team-b-0001,
+and, as SMS names them, $team_a_web (team-a-web01) and $team_a_db (team-a-db01)
+in enterprise project ep-team-a, $team_b_web (team-b-web01) in ep-team-b.
+Roles sms/roles/team-a and sms/roles/team-b, and policies team-a and team-b.
 
 In another terminal (the same exports are in .cache/dev/env.sh):
 
@@ -63,6 +82,11 @@ $(sed 's/^/  /' <<<"$exports")
   vault read sms-iam/passphrase/team-b-0001
   vault read sms/config
   vault read sms/cache
+  vault list sms/roles/team-a/tasks
+  vault read sms/roles/team-a/passphrase/$team_a_web
+  export TEAM_A_TOKEN=\$(vault token create -policy=team-a -field=token)
+  VAULT_TOKEN=\$TEAM_A_TOKEN vault read sms/roles/team-a/passphrase/$team_a_db
+  VAULT_TOKEN=\$TEAM_A_TOKEN vault read sms/roles/team-a/passphrase/$team_b_web || echo "(403: team B's task is not in team A's scope)"
 
 Logs: $work/vault.log and $work/sms-fake.log. Press Ctrl-C to stop.
 EOT

@@ -46,6 +46,8 @@ func main() {
 		lockoutAfter  = flag.Int("lockout-after", 0, "lock an IAM user after this many consecutive failed logins (0: never)")
 		tasks         = flag.String("tasks", "demo-task-0001=correct-horse-battery-staple,team-a-0001=team-a-secret,team-b-0001=team-b-secret",
 			"comma-separated task_id=passphrase pairs")
+		taskMeta = flag.String("task-meta", "",
+			"comma-separated task_id=name:enterprise_project_id[:state] entries, for ShowTask and ListTasks (default: named after the id, in enterprise project 0)")
 		anyTask = flag.Bool("any-task", false, "answer any well-formed task id with a passphrase derived from it")
 		latency = flag.Duration("latency", 0, "delay added before every SMS answer")
 	)
@@ -75,6 +77,22 @@ func main() {
 		if id, pass, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {
 			opts.Tasks[id] = pass
 		}
+	}
+	opts.TaskMeta = map[string]smsfake.TaskMeta{}
+	for _, entry := range strings.Split(*taskMeta, ",") {
+		id, meta, ok := strings.Cut(strings.TrimSpace(entry), "=")
+		if !ok {
+			continue
+		}
+		parts := strings.SplitN(meta, ":", 3)
+		m := smsfake.TaskMeta{Name: parts[0], EnterpriseProjectID: "0", State: "READY"}
+		if len(parts) > 1 {
+			m.EnterpriseProjectID = parts[1]
+		}
+		if len(parts) > 2 {
+			m.State = parts[2]
+		}
+		opts.TaskMeta[id] = m
 	}
 
 	if err := serve(opts, *listen, *useTLS, *caFile, *urlFile); err != nil {

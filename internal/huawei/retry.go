@@ -40,7 +40,7 @@ func (p *retryPolicy) check(ctx context.Context, resp *http.Response, err error)
 	if ctx.Err() != nil {
 		// No retry; the attempt's own error (an IAM failure, say) says more
 		// than the expired context does.
-		return false, nil
+		return false, nil //nolint:nilerr // the caller reports the attempt's error, not this one
 	}
 	var retry bool
 	if err != nil {
@@ -79,7 +79,7 @@ func nextWait(attempts int, resp *http.Response) (time.Duration, bool) {
 	}
 	// "Equal jitter": at least half the base, so retries never collapse to zero
 	// wait, while a fleet of clients still spreads out.
-	return base/2 + rand.N(base/2+1), true
+	return base/2 + rand.N(base/2+1), true //nolint:gosec // jitter spreads retries; nothing secret depends on it
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date.

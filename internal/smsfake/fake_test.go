@@ -76,7 +76,14 @@ func TestQueryEncodingVector(t *testing.T) {
 	require.Equal(t, "%2Ftmp%2F123", encode("/tmp/123"))
 }
 
-func get(t *testing.T, srv *httptest.Server, path string, header map[string]string) (*http.Response, map[string]any) {
+// answered is what get saw of an answer: its status and headers (the body,
+// read and closed, is returned decoded).
+type answered struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func get(t *testing.T, srv *httptest.Server, path string, header map[string]string) (answered, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", srv.URL+path, nil)
 	for k, v := range header {
@@ -87,7 +94,7 @@ func get(t *testing.T, srv *httptest.Server, path string, header map[string]stri
 	defer resp.Body.Close()
 	var body map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	return resp, body
+	return answered{StatusCode: resp.StatusCode, Header: resp.Header}, body
 }
 
 func TestPassphraseAPI(t *testing.T) {

@@ -18,7 +18,8 @@ type TaskMeta struct {
 // holds s.mu.
 func (s *Server) metaOf(id string) (TaskMeta, bool) {
 	_, ok := s.tasks[id]
-	if !ok && !(s.opts.AnyTask && validTaskID(id)) {
+	anyTask := s.opts.AnyTask && validTaskID(id)
+	if !ok && !anyTask {
 		return TaskMeta{}, false
 	}
 	m, has := s.meta[id]
