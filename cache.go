@@ -21,6 +21,8 @@ type kind uint8
 const (
 	kindPassphrase kind = iota
 	kindTask            // metadata: name, enterprise project, state
+	kindCertKey         // certificate and keys, without the CA
+	kindCertKeyCA       // the same asked with enable_ca_cert: a separate answer
 	numKinds
 )
 
@@ -69,7 +71,14 @@ type record struct {
 type entry struct {
 	value   any           // immutable, of the kind's own type
 	fetched time.Duration // since cache.start; smaller than a time.Time
+	until   time.Duration // when not 0: never served from here on (a certificate's NotAfter)
 }
+
+// expiring is a value that must not be served past a time of its own.
+type expiring interface{ notAfter() time.Time }
+
+// usable reports whether an entry may be served at now, fresh or stale.
+func (e *entry) usable(now time.Duration) bool { return e.until == 0 || now < e.until }
 
 type kindStats struct {
 	hits, misses, staleServed atomic.Uint64
@@ -127,7 +136,7 @@ func (v view) fresh(k kind) (any, bool) {
 		return nil, false
 	}
 	e := v.rec.slots[k].Load()
-	if e == nil || v.now-e.fetched >= v.ttl {
+	if e == nil || v.now-e.fetched >= v.ttl || !e.usable(v.now) {
 		return nil, false
 	}
 	v.c.stats[k].hits.Add(1)
@@ -155,7 +164,8 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 	if p.staleIfError > 0 {
 		if rec, ok := c.tasks.Peek(k.id); ok {
 			if e := rec.slots[k.kind].Load(); e != nil {
-				if age := c.clock() - e.fetched; age < p.keep() {
+				now := c.clock()
+				if age := now - e.fetched; age < p.keep() && e.usable(now) {
 					fallback = &answer{value: e.value, age: age}
 				}
 			}
@@ -216,14 +226,23 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 	}
 }
 
-// store puts a value in its task's record. The caller holds c.mu.
+// store puts a value in its task's record, unless it may no longer be
+// served. The caller holds c.mu.
 func (c *cache) store(k cacheKey, v any) {
+	e := &entry{value: v, fetched: c.clock()}
+	if x, ok := v.(expiring); ok {
+		if t := x.notAfter(); !t.IsZero() {
+			if e.until = t.Sub(c.start); e.until <= e.fetched {
+				return
+			}
+		}
+	}
 	rec, ok := c.tasks.Peek(k.id)
 	if !ok {
 		rec = &record{}
 		c.tasks.Add(k.id, rec)
 	}
-	rec.slots[k.kind].Store(&entry{value: v, fetched: c.clock()})
+	rec.slots[k.kind].Store(e)
 }
 
 // errInternal is a fetch that panicked: a bug, reported as a 500 for the
@@ -288,7 +307,7 @@ func (c *cache) removeExpired(p cachePolicy) {
 		empty := true
 		for k := range rec.slots {
 			if e := rec.slots[k].Load(); e != nil {
-				if now-e.fetched >= p.keep() {
+				if now-e.fetched >= p.keep() || !e.usable(now) {
 					rec.slots[k].Store(nil)
 				} else {
 					empty = false

@@ -42,8 +42,8 @@ func pathPassphrase(b *backend) []*framework.Path {
 				},
 			},
 			logical.DeleteOperation: &framework.PathOperation{
-				Callback:    b.pathPassphraseEvict,
-				Summary:     "Evict everything cached of the task (passphrase and metadata), without calling SMS.",
+				Callback:    b.pathTaskEvict,
+				Summary:     "Evict everything cached of the task (passphrase, metadata, certificate and keys), without calling SMS.",
 				Description: "The next read fetches it from SMS again, on this path and every role path. Grant it separately from read in ACL policies.",
 				Responses:   map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}},
 			},
@@ -161,7 +161,9 @@ func staleWarning(what string, ans answer) string {
 		what, ans.age.Round(time.Second), ans.staleFor.Error())
 }
 
-func (b *backend) pathPassphraseEvict(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+// pathTaskEvict evicts everything cached of a task (passphrase, metadata,
+// certificate and keys): delete on passphrase/<id> and certkey/<id> alike.
+func (b *backend) pathTaskEvict(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	taskID := d.Get("task_id").(string)
 	if err := validateTaskID(taskID); err != nil {
 		return logical.ErrorResponse(err.Error()), nil

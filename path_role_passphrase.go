@@ -47,6 +47,47 @@ outside its scope.`,
 	}}
 }
 
+func pathRoleCertKey(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern:      "roles/(?P<role>[^/]+)/certkey/" + framework.MatchAllRegex("task_id"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sms", OperationSuffix: "role-certkey"},
+		Fields: map[string]*framework.FieldSchema{
+			"role":           {Type: framework.TypeString, Required: true, Description: "Name of the role."},
+			"task_id":        {Type: framework.TypeString, Required: true, Description: "ID of the SMS migration task."},
+			"enable_ca_cert": enableCAField,
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathRoleCertKeyRead,
+				Summary:  "Read the channel certificate and keys of a task in the role's scope.",
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: certKeyFields()}},
+				},
+			},
+		},
+		HelpSynopsis: "The certificate and keys of a task, if the task is in the role's scope.",
+		HelpDescription: `
+As certkey/<task_id>, under the role's scope check: a task out of scope and a
+task that does not exist get the same 403.`,
+	}}
+}
+
+func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, taskID := d.Get("role").(string), d.Get("task_id").(string)
+	if err := validateRoleName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := validateTaskID(taskID); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	r, known := b.roles.cached(name)
+	in, early, err := b.enterScope(ctx, req, name, taskID, r, known)
+	if early != nil || err != nil {
+		return early, err
+	}
+	return b.certKeyResponse(ctx, in.conn, in.epoch, in.v, taskID, d.Get("enable_ca_cert").(bool), in.warnings)
+}
+
 func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, taskID := d.Get("role").(string), d.Get("task_id").(string)
 	if err := validateRoleName(name); err != nil {
@@ -61,31 +102,55 @@ func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Reque
 
 // readRolePassphrase serves a validated role and task id: two lookups of
 // the one cache (metadata for the scope check, then the passphrase), shared
-// with every other role and with the direct path.
-// r and known are what this node already knows of the role, if anything.
+// with every other role and with the direct path. r and known are what this
+// node already knows of the role, if anything.
 func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, name, taskID string, r *role, known bool) (*logical.Response, error) {
+	in, early, err := b.enterScope(ctx, req, name, taskID, r, known)
+	if early != nil || err != nil {
+		return early, err
+	}
+	return b.passphraseResponse(ctx, in.conn, in.epoch, in.v, taskID, in.warnings)
+}
+
+// inScope is what a read needs once its task is known to be in its role's
+// scope.
+type inScope struct {
+	conn     *connection
+	epoch    uint64
+	v        view
+	warnings []string
+}
+
+// enterScope admits a read of a validated role and task id, or answers it:
+// early (the engine is not configured) or with an error (no such role, out
+// of scope, upstream failure).
+func (b *backend) enterScope(ctx context.Context, req *logical.Request, name, taskID string, r *role, known bool) (inScope, *logical.Response, error) {
 	epoch := b.cache.currentEpoch()
 	conn, err := b.connection(ctx, req.Storage)
 	if err != nil {
-		return nil, err
+		return inScope{}, nil, err
 	}
 	if conn == nil {
-		return notConfigured(req), nil
+		return inScope{}, notConfigured(req), nil
 	}
 	if !known {
 		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
-			return nil, err
+			return inScope{}, nil, err
 		}
 	}
 	if r == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+		return inScope{}, nil, roleMissing(name)
 	}
 	v := b.cache.view(taskID, conn.policy)
 	warnings, err := b.checkScope(ctx, conn, epoch, v, r, name, taskID)
 	if err != nil {
-		return nil, err
+		return inScope{}, nil, err
 	}
-	return b.passphraseResponse(ctx, conn, epoch, v, taskID, warnings)
+	return inScope{conn: conn, epoch: epoch, v: v, warnings: warnings}, nil, nil
+}
+
+func roleMissing(name string) error {
+	return logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
 }
 
 // checkScope returns nil when the task is in the role's scope, and the 403

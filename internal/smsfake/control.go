@@ -15,6 +15,7 @@ import (
 //	PUT    /__fake/tasks/{id}      {"passphrase": "...", "name", "enterprise_project_id", "state"}
 //	                               creates or changes a task (the metadata fields are optional)
 //	DELETE /__fake/tasks/{id}      removes a task
+//	POST   /__fake/tasks/{id}/rotate-certkey  new certificates and keys for a task
 //	POST   /__fake/faults          a Fault, queued
 //	DELETE /__fake/faults          removes every fault
 //	POST   /__fake/revoke-tokens   invalidates every IAM token issued so far
@@ -29,6 +30,9 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
 	case path == "stats" && r.Method == http.MethodDelete:
 		s.ResetStats()
+		w.WriteHeader(http.StatusNoContent)
+	case strings.HasPrefix(path, "tasks/") && strings.HasSuffix(path, "/rotate-certkey") && r.Method == http.MethodPost:
+		s.RotateCertKey(strings.TrimSuffix(strings.TrimPrefix(path, "tasks/"), "/rotate-certkey"))
 		w.WriteHeader(http.StatusNoContent)
 	case strings.HasPrefix(path, "tasks/") && r.Method == http.MethodPut:
 		var v struct {

@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -39,6 +40,9 @@ type Options struct {
 	// TokenSize is the length of issued IAM tokens; default 4096, about what a
 	// real IAM (PKI) token measures. Real tokens run to several KB.
 	TokenSize int
+	// CertValidity is how long the certificates of certkey answers are
+	// valid from when they are made; default 30 days.
+	CertValidity time.Duration
 	// LockoutAfter locks an IAM user after this many consecutive failed
 	// logins, as IAM's login protection does; 0 never locks. A locked user is
 	// refused, right password or not, for LockoutDuration (default 15m).
@@ -62,10 +66,13 @@ type Server struct {
 	opts Options
 	now  func() time.Time
 
-	mu     sync.Mutex
-	tasks  map[string]string
-	meta   map[string]TaskMeta
-	issued map[string]time.Time // IAM token -> expiry
+	mu    sync.Mutex
+	tasks map[string]string
+	meta  map[string]TaskMeta
+	// certKeys holds each task's channel certificates and keys, made on
+	// first request.
+	certKeys map[string]*certKeySet
+	issued   map[string]time.Time // IAM token -> expiry
 	// everIssued lists every token issued, for IssuedTokens.
 	everIssued []string
 	faults     []*Fault
@@ -89,6 +96,9 @@ type Stats struct {
 	// requests (one per page), whatever their outcome.
 	TaskRequests int64 `json:"task_requests"`
 	ListRequests int64 `json:"list_requests"`
+	// CertKeyRequests counts certkey requests, CertKeyByTask per task id.
+	CertKeyRequests int64            `json:"certkey_requests"`
+	CertKeyByTask   map[string]int64 `json:"certkey_by_task"`
 	// ByAuth counts accepted passphrase requests per method: token, aksk, iam.
 	ByAuth map[string]int64 `json:"by_auth"`
 	// Rejected counts passphrase requests refused for their credentials.
@@ -112,6 +122,9 @@ func New(opts Options) *Server {
 	if opts.TokenSize <= 0 {
 		opts.TokenSize = 4096
 	}
+	if opts.CertValidity == 0 {
+		opts.CertValidity = 30 * 24 * time.Hour
+	}
 	if opts.LockoutDuration <= 0 {
 		opts.LockoutDuration = 15 * time.Minute
 	}
@@ -119,7 +132,7 @@ func New(opts Options) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{opts: opts, now: now, tasks: map[string]string{}, meta: map[string]TaskMeta{}, issued: map[string]time.Time{},
+	s := &Server{opts: opts, now: now, tasks: map[string]string{}, meta: map[string]TaskMeta{}, certKeys: map[string]*certKeySet{}, issued: map[string]time.Time{},
 		latency: opts.Latency, tokens: map[string]bool{}, failedLogins: map[string]int{}, lockedUntil: map[string]time.Time{}, release: make(chan struct{})}
 	for id, p := range opts.Tasks {
 		s.tasks[id] = p
@@ -134,7 +147,9 @@ func New(opts Options) *Server {
 	return s
 }
 
-func newStats() Stats { return Stats{ByTask: map[string]int64{}, ByAuth: map[string]int64{}} }
+func newStats() Stats {
+	return Stats{ByTask: map[string]int64{}, ByAuth: map[string]int64{}, CertKeyByTask: map[string]int64{}}
+}
 
 // SetTask creates or changes a task's passphrase.
 func (s *Server) SetTask(id, passphrase string) {
@@ -220,10 +235,8 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.stats.ByTask {
 		out.ByTask[k] = v
 	}
-	out.ByAuth = make(map[string]int64, len(s.stats.ByAuth))
-	for k, v := range s.stats.ByAuth {
-		out.ByAuth[k] = v
-	}
+	out.ByAuth = maps.Clone(s.stats.ByAuth)
+	out.CertKeyByTask = maps.Clone(s.stats.CertKeyByTask)
 	return out
 }
 
@@ -253,6 +266,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.serveSMS(w, r, callTask, id, s.taskReply)
 		case "passphrase":
 			s.serveSMS(w, r, callPassphrase, id, s.passphraseReply)
+		case "certkey":
+			s.serveSMS(w, r, callCertKey, id, s.certKeyReply)
 		default:
 			writeReply(w, smsError(http.StatusNotFound, "APIGW.0101", "The API does not exist or has not been published in the environment."))
 		}
@@ -281,6 +296,9 @@ func (s *Server) serveSMS(w http.ResponseWriter, r *http.Request, call, taskID s
 		s.stats.TaskRequests++
 	case callTasks:
 		s.stats.ListRequests++
+	case callCertKey:
+		s.stats.CertKeyRequests++
+		s.stats.CertKeyByTask[taskID]++
 	}
 	fault := s.takeFault("sms", call, taskID)
 	latency := s.latency

@@ -37,6 +37,11 @@ const (
 	FaultMismatchedTaskID = "mismatched-task-id" // the answer of another task
 	FaultLongPassphrase   = "long-passphrase"    // a 300-character passphrase
 
+	// Content faults of the certkey call, with status 200.
+	FaultMalformedPEM = "malformed-pem" // a cert that is not PEM
+	FaultKeyAsCert    = "key-as-cert"   // a private key where the certificate belongs
+	FaultExpiredCert  = "expired-cert"  // certificates that expired an hour ago
+
 	// Older names, kept for the control API: the normal answer shaped by Body.
 	FaultResetMidBody = "reset-mid-body" // = status 200, body reset
 	FaultSlowBody     = "slow-body"      // = status 200, body slow
@@ -61,6 +66,7 @@ var (
 		FaultStatus: true, FaultResetBeforeHeaders: true, FaultSlowHeaders: true, FaultEchoCredentials: true,
 		FaultRedirect: true, FaultMalformedJSON: true, FaultOversized: true, FaultMismatchedTaskID: true,
 		FaultLongPassphrase: true, FaultResetMidBody: true, FaultSlowBody: true, FaultEchoToken: true,
+		FaultMalformedPEM: true, FaultKeyAsCert: true, FaultExpiredCert: true,
 	}
 	bodyShapes = map[string]bool{
 		BodyWhole: true, BodyTruncate: true, BodyReset: true, BodyCorruptGzip: true,
@@ -233,6 +239,8 @@ func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string,
 		}
 	case FaultLongPassphrase:
 		rep = jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": strings.Repeat("p", 300)})
+	case FaultMalformedPEM, FaultKeyAsCert, FaultExpiredCert:
+		rep = certKeyFault(f.Mode, taskID)
 	}
 	if f.RetryAfter != "" {
 		rep.header = rep.header.Clone()
