@@ -211,20 +211,27 @@ func TestRateLimitSpacesRequestsAndFailsThoseThatCannotWait(t *testing.T) {
 func TestRateLimitLetsReadsThatCanWaitThrough(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(map[string]any{"max_upstream_rps": 20, "request_timeout": "10s", "cache_ttl": 0})
+	// Slow SMS down so that every reader arrives while the first call is in
+	// flight; otherwise a late reader rightly makes a call of its own.
+	env.fake.SetLatency(200 * time.Millisecond)
+	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := 0; i < 10; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			<-start
 			_, status, msg := env.readPassphrase(testTask)
 			if status != http.StatusOK {
 				t.Errorf("%d %s", status, msg)
 			}
 		}()
 	}
+	close(start)
 	wg.Wait()
 	require.EqualValues(t, 1, env.fake.Stats().Requests, "concurrent reads of one task still share a call")
 
+	env.fake.SetLatency(0)
 	for _, id := range []string{"r1", "r2", "r3", "r4"} {
 		env.fake.SetTask(id, "p")
 		_, status, msg := env.readPassphrase(id)
