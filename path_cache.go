@@ -40,11 +40,11 @@ func pathCache(b *backend) []*framework.Path {
 			},
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback:  b.pathCacheFlush,
-				Summary:   "Flush every cached passphrase.",
+				Summary:   "Flush everything cached: passphrases, task metadata, certificates and keys.",
 				Responses: map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}},
 			},
 		},
-		HelpSynopsis:    "Statistics and flushing of the passphrase cache.",
+		HelpSynopsis:    "Statistics and flushing of the cache of upstream answers.",
 		HelpDescription: "Counters are cumulative since the mount was loaded; a flush empties the cache but keeps them.",
 	}}
 }

@@ -3,7 +3,6 @@ package sms
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -207,5 +206,5 @@ func TestCertKeyPathHelpMarksPrivateKeysSensitive(t *testing.T) {
 			checked++
 		}
 	}
-	require.Equal(t, 2*9, checked, fmt.Sprint("two certkey paths, nine fields each"))
+	require.Equal(t, 2*9, checked, "two certkey paths, nine fields each")
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -38,6 +40,17 @@ warning says the list is incomplete.`,
 	}}
 }
 
+// printable drops control characters (terminal escapes included) from text
+// SMS chose, before it reaches a team's terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
 func (b *backend) pathRoleTasksList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("role").(string)
 	if err := validateRoleName(name); err != nil {
@@ -60,7 +73,7 @@ func (b *backend) pathRoleTasksList(ctx context.Context, req *logical.Request, d
 
 	keys := []string{}
 	info := map[string]any{}
-	read, skipped, complete := 0, 0, true
+	read, skipped, complete, countMismatch := 0, 0, true, false
 	// One pass per enterprise project, filtered by SMS; without any, one
 	// unfiltered pass. The engine checks the scope of every task itself,
 	// whatever SMS filtered.
@@ -95,9 +108,15 @@ pages:
 					continue
 				}
 				keys = append(keys, t.ID)
-				info[t.ID] = map[string]any{"name": t.Name, "state": t.State, "enterprise_project_id": t.EnterpriseProjectID}
+				info[t.ID] = map[string]any{"name": printable(t.Name), "state": printable(t.State),
+					"enterprise_project_id": printable(t.EnterpriseProjectID)}
 			}
-			if len(page.Tasks) < huawei.MaxListLimit || offset+len(page.Tasks) >= page.Count {
+			// A short page is the end, whatever count says: a count that
+			// undercounts must not cut the list short without a word.
+			if len(page.Tasks) < huawei.MaxListLimit {
+				if offset+len(page.Tasks) != page.Count {
+					countMismatch = true
+				}
 				break
 			}
 		}
@@ -106,6 +125,9 @@ pages:
 	resp := logical.ListResponseWithInfo(keys, info)
 	if !complete {
 		resp.AddWarning(fmt.Sprintf("the list is incomplete: the engine stopped after reading %d tasks from SMS", read))
+	}
+	if countMismatch {
+		resp.AddWarning("SMS's task count disagreed with the tasks it listed; the list holds every task SMS returned")
 	}
 	if skipped > 0 {
 		resp.AddWarning(fmt.Sprintf("%d tasks in scope were left out: SMS gave them ids that are not valid task ids", skipped))

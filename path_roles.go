@@ -33,16 +33,86 @@ type role struct {
 	TaskNameGlobs        []string `json:"task_name_globs"`
 	Description          string   `json:"description"`
 
-	globs []glob // TaskNameGlobs compiled, by compile
+	// Compiled by compile; every role in memory is.
+	compiled bool
+	epSet    map[string]struct{} // EnterpriseProjectIDs, when there are many
+	names    nameMatcher
 }
 
-// compile prepares a role for matching; every role in memory is compiled.
+// manyValues is where sets beat scanning a slice.
+const manyValues = 4
+
+// compile prepares a role for matching.
 func (r *role) compile() *role {
-	r.globs = make([]glob, len(r.TaskNameGlobs))
-	for i, g := range r.TaskNameGlobs {
-		r.globs[i] = compileGlob(g)
+	r.epSet = nil
+	if len(r.EnterpriseProjectIDs) > manyValues {
+		r.epSet = make(map[string]struct{}, len(r.EnterpriseProjectIDs))
+		for _, ep := range r.EnterpriseProjectIDs {
+			r.epSet[ep] = struct{}{}
+		}
 	}
+	r.names = compileNames(r.TaskNameGlobs)
+	r.compiled = true
 	return r
+}
+
+// nameMatcher matches a name against a role's globs: past a few globs, the
+// common shapes (an exact name, "prefix*") are looked up in sets, by each
+// distinct prefix length, and only the others are tried one by one.
+type nameMatcher struct {
+	exact      map[string]struct{}
+	prefixes   map[string]struct{}
+	prefixLens []int
+	general    []glob
+}
+
+func compileNames(patterns []string) nameMatcher {
+	var m nameMatcher
+	if len(patterns) <= manyValues {
+		for _, p := range patterns {
+			m.general = append(m.general, compileGlob(p))
+		}
+		return m
+	}
+	m.exact, m.prefixes = map[string]struct{}{}, map[string]struct{}{}
+	for _, p := range patterns {
+		switch stars := strings.Count(p, "*"); {
+		case stars == 0:
+			m.exact[p] = struct{}{}
+		case stars == 1 && strings.HasSuffix(p, "*"):
+			prefix := strings.TrimSuffix(p, "*")
+			m.prefixes[prefix] = struct{}{}
+			if !slices.Contains(m.prefixLens, len(prefix)) {
+				m.prefixLens = append(m.prefixLens, len(prefix))
+			}
+		default:
+			m.general = append(m.general, compileGlob(p))
+		}
+	}
+	slices.Sort(m.prefixLens)
+	return m
+}
+
+func (m *nameMatcher) match(name string) bool {
+	if m.exact != nil {
+		if _, ok := m.exact[name]; ok {
+			return true
+		}
+	}
+	for _, n := range m.prefixLens {
+		if n > len(name) {
+			break
+		}
+		if _, ok := m.prefixes[name[:n]]; ok {
+			return true
+		}
+	}
+	for i := range m.general {
+		if m.general[i].match(name) {
+			return true
+		}
+	}
+	return false
 }
 
 // allows reports whether a task is in the role's scope: its enterprise
@@ -50,15 +120,25 @@ func (r *role) compile() *role {
 // one of the role's globs (when it has some). A task whose metadata has no
 // enterprise project matches no role that names enterprise projects.
 func (r *role) allows(t *huawei.Task) bool {
-	if len(r.EnterpriseProjectIDs) > 0 && !slices.Contains(r.EnterpriseProjectIDs, t.EnterpriseProjectID) {
+	if len(r.EnterpriseProjectIDs) == 0 && len(r.TaskNameGlobs) == 0 {
+		return false // a role without constraints (never written so) allows nothing
+	}
+	if !r.compiled {
+		return false // fail closed: a role that skipped compile matches nothing
+	}
+	if len(r.EnterpriseProjectIDs) > 0 && !r.hasProject(t.EnterpriseProjectID) {
 		return false
 	}
-	if len(r.TaskNameGlobs) == 0 {
-		return true
+	return len(r.TaskNameGlobs) == 0 || r.names.match(t.Name)
+}
+
+func (r *role) hasProject(ep string) bool {
+	if r.epSet != nil {
+		_, ok := r.epSet[ep]
+		return ok
 	}
-	// An uncompiled role has no globs and so matches nothing: fail closed.
-	for i := range r.globs {
-		if r.globs[i].match(t.Name) {
+	for _, id := range r.EnterpriseProjectIDs {
+		if id == ep {
 			return true
 		}
 	}
@@ -67,16 +147,37 @@ func (r *role) allows(t *huawei.Task) bool {
 
 // glob is a pattern split at its stars: a name matches when it starts with
 // the first part, ends with the last, and holds the middle ones in order
-// between them. Matching is a few comparisons, never a backtracking search.
+// between them. Matching is a few comparisons, never a backtracking search;
+// the common shapes (an exact name, "prefix*") take one comparison.
 type glob struct {
-	parts []string // len(parts) == number of stars + 1
+	parts  []string // len(parts) == number of stars + 1
+	prefix string   // for "prefix*"
+	shape  uint8
 }
 
-func compileGlob(pattern string) glob { return glob{parts: strings.Split(pattern, "*")} }
+const (
+	globGeneral uint8 = iota
+	globExact
+	globPrefix
+)
 
-func (g glob) match(name string) bool {
-	if len(g.parts) == 1 {
+func compileGlob(pattern string) glob {
+	g := glob{parts: strings.Split(pattern, "*")}
+	switch {
+	case len(g.parts) == 1:
+		g.shape = globExact
+	case len(g.parts) == 2 && g.parts[1] == "":
+		g.shape, g.prefix = globPrefix, g.parts[0]
+	}
+	return g
+}
+
+func (g *glob) match(name string) bool {
+	switch g.shape {
+	case globExact:
 		return name == g.parts[0]
+	case globPrefix:
+		return len(name) >= len(g.prefix) && name[:len(g.prefix)] == g.prefix
 	}
 	first, last := g.parts[0], g.parts[len(g.parts)-1]
 	if len(name) < len(first)+len(last) || !strings.HasPrefix(name, first) || !strings.HasSuffix(name, last) {
@@ -95,7 +196,10 @@ func (g glob) match(name string) bool {
 
 // globMatch reports whether name matches pattern, where "*" matches any run
 // of characters (none included) and every other character only itself.
-func globMatch(pattern, name string) bool { return compileGlob(pattern).match(name) }
+func globMatch(pattern, name string) bool {
+	g := compileGlob(pattern)
+	return g.match(name)
+}
 
 func validateRoleName(name string) error {
 	if name == "" || len(name) > maxRoleNameLength {
@@ -125,9 +229,13 @@ func isNameChar(c byte) bool {
 type roles struct {
 	mu    sync.Mutex
 	known atomic.Pointer[roleSnapshot]
+	// writeMu serialises role writes from their read to their store, so
+	// that two partial updates cannot undo each other (a narrowing lost to
+	// a concurrent description change).
+	writeMu sync.Mutex
 }
 
-// roleSnapshot maps names to roles (nil for a role known not to exist). A
+// roleSnapshot maps names to the roles that exist. A
 // handful of names are found faster by comparing than by hashing, and a
 // deployment has a role per team: up to smallRoleSet names, a scan.
 type roleSnapshot struct {
@@ -188,6 +296,10 @@ func (rs *roles) set(name string, r *role, keep bool) {
 	rs.known.Store(next)
 }
 
+// get returns a role, or nil if it does not exist. Only roles that exist
+// are remembered: a name that names no role costs a storage read each time,
+// and never memory (any token can send such names: Vault runs the existence
+// check before its ACL).
 func (rs *roles) get(ctx context.Context, s logical.Storage, name string) (*role, error) {
 	if r, ok := rs.cached(name); ok {
 		return r, nil
@@ -197,20 +309,28 @@ func (rs *roles) get(ctx context.Context, s logical.Storage, name string) (*role
 	if r, ok := rs.cached(name); ok {
 		return r, nil
 	}
+	r, err := loadRole(ctx, s, name)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	rs.set(name, r, true)
+	return r, nil
+}
+
+// loadRole reads a role from storage, or nil if there is none.
+func loadRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
 	entry, err := s.Get(ctx, roleStoragePrefix+name)
 	if err != nil {
 		return nil, fmt.Errorf("reading role %q from storage: %w", name, err)
 	}
-	var r *role
-	if entry != nil {
-		r = &role{}
-		if err := entry.DecodeJSON(r); err != nil {
-			return nil, fmt.Errorf("decoding role %q: %w", name, err)
-		}
-		r.compile()
+	if entry == nil {
+		return nil, nil
 	}
-	rs.set(name, r, true)
-	return r, nil
+	r := &role{}
+	if err := entry.DecodeJSON(r); err != nil {
+		return nil, fmt.Errorf("decoding role %q: %w", name, err)
+	}
+	return r.compile(), nil
 }
 
 func (rs *roles) put(ctx context.Context, s logical.Storage, name string, r *role) error {
@@ -229,6 +349,8 @@ func (rs *roles) put(ctx context.Context, s logical.Storage, name string, r *rol
 }
 
 func (rs *roles) delete(ctx context.Context, s logical.Storage, name string) error {
+	rs.writeMu.Lock()
+	defer rs.writeMu.Unlock()
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	rs.set(name, nil, false)
@@ -316,7 +438,11 @@ func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *frame
 	if !roleNameOK(name) {
 		return false, nil // the request itself reports the bad name
 	}
-	r, err := b.roles.get(ctx, req.Storage, name)
+	if _, known := b.roles.cached(name); known {
+		return true, nil
+	}
+	// Not through roles.get: this runs before Vault's ACL, for any token.
+	r, err := loadRole(ctx, req.Storage, name)
 	return r != nil, err
 }
 
@@ -359,7 +485,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err := validateRoleName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	stored, err := b.roles.get(ctx, req.Storage, name)
+	b.roles.writeMu.Lock()
+	defer b.roles.writeMu.Unlock()
+	stored, err := loadRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}

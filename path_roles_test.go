@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,7 +144,31 @@ func TestRoleScope(t *testing.T) {
 	require.False(t, both.allows(task("web-1", "")), "no enterprise project matches no role that names some")
 	require.True(t, (&role{TaskNameGlobs: []string{"*"}}).compile().allows(task("", "")))
 	require.False(t, (&role{TaskNameGlobs: []string{"*"}}).allows(task("x", "")), "an uncompiled role fails closed")
-	require.True(t, (&role{EnterpriseProjectIDs: []string{"ep-a"}}).allows(task("", "ep-a")))
+	require.True(t, (&role{EnterpriseProjectIDs: []string{"ep-a"}}).compile().allows(task("", "ep-a")))
+	require.False(t, (&role{}).compile().allows(task("x", "0")), "a role without constraints (from storage) allows nothing")
+
+	// Big roles take their sets; the answers are the same.
+	big := &role{TaskNameGlobs: []string{"a-*", "team-b-*", "exact-name", "*-web*", "x*y", "team-*-db*"}}
+	var eps []string
+	for i := 0; i < 10; i++ {
+		eps = append(eps, fmt.Sprintf("ep-%d", i))
+	}
+	big.EnterpriseProjectIDs = eps
+	big.compile()
+	require.NotNil(t, big.epSet)
+	require.NotNil(t, big.names.prefixes)
+	for name, want := range map[string]bool{
+		"a-1": true, "team-b-web01": true, "exact-name": true, "exact-name2": false, "x-web-1": true,
+		"xzzy": true, "team-q-db01": true, "team-q-app": false, "b-1": false, "": false,
+	} {
+		require.Equal(t, want, big.allows(task(name, "ep-9")), name)
+		for _, g := range big.TaskNameGlobs {
+			if globMatch(g, name) {
+				require.True(t, want, "the set lookup agrees with the globs for %q", name)
+			}
+		}
+	}
+	require.False(t, big.allows(task("a-1", "ep-10")))
 }
 
 func TestRoleReadsServeTheirScopeOnly(t *testing.T) {
@@ -276,13 +301,23 @@ func TestScopeCheckFailuresKeepTheUpstreamContract(t *testing.T) {
 	_, status, msg = env.read("roles/team-a/passphrase/" + taskA1)
 	require.Equal(t, http.StatusOK, status, msg)
 
-	// SMS refusing ShowTask (a missing sms:server:getTask permission) is a
-	// 502 that names the permission, not a 403.
+	// SMS refusing ShowTask for a task (403 or 400) is the scope's 403, the
+	// same as for any task out of scope; the operator finds SMS's answer,
+	// with the permission it names, in the log. A 401 refuses every task
+	// alike, reveals nothing about this one, and stays a 502.
+	for _, status := range []int{403, 400} {
+		env.del("passphrase/" + taskA1)
+		require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: status, Call: "task", Times: 1}))
+		_, code, msg := env.read("roles/team-a/passphrase/" + taskA1)
+		require.Equal(t, http.StatusForbidden, code, msg)
+		require.Contains(t, msg, "not in the scope of role")
+		require.NotContains(t, msg, "HTTP")
+	}
+	require.Contains(t, env.logs.String(), "sms:server:getTask")
 	env.del("passphrase/" + taskA1)
-	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 403, Call: "task", Times: 1}))
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 401, Call: "task", Times: 1}))
 	_, status, msg = env.read("roles/team-a/passphrase/" + taskA1)
 	require.Equal(t, http.StatusBadGateway, status, msg)
-	require.Contains(t, msg, "sms:server:getTask")
 
 	// A ShowTask answer for another task is refused.
 	env.del("passphrase/" + taskA1)
@@ -408,4 +443,115 @@ func TestRoleFastPathMatchesTheFramework(t *testing.T) {
 			require.Equal(t, run(slow, true, path), run(fast, false, path))
 		})
 	}
+}
+
+// From the review: scope is never decided on expired metadata, even when
+// stale_if_error would serve an expired passphrase.
+func TestScopeIsNeverDecidedOnStaleMetadata(t *testing.T) {
+	env := newRolesEnv(t)
+	env.configure(map[string]any{"cache_ttl": "60s", "stale_if_error": "1h", "max_retries": 0})
+	_, status, _ := env.read("roles/team-a/passphrase/" + taskA1)
+	require.Equal(t, http.StatusOK, status)
+
+	env.fake.SetTaskMeta(taskA1, smsfake.TaskMeta{Name: "team-a-web01", EnterpriseProjectID: "ep-team-b", State: "READY"})
+	env.clock.Advance(61 * time.Second)
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 503}))
+	resp, status, msg := env.read("roles/team-a/passphrase/" + taskA1)
+	require.Equal(t, http.StatusBadGateway, status, "fail closed: %s", msg)
+	require.Nil(t, resp)
+	// The direct path may still serve the expired passphrase, as configured.
+	resp, status, _ = env.readPassphrase(taskA1)
+	require.Equal(t, http.StatusOK, status)
+	require.Len(t, resp.Warnings, 1)
+}
+
+// From the review: a task that does not exist costs what a task out of
+// scope costs, on the second probe as on the first.
+func TestMissingAndOutOfScopeTasksCostTheSame(t *testing.T) {
+	env := newRolesEnv(t)
+	for round := 1; round <= 3; round++ {
+		for _, id := range []string{taskB1, taskNo} {
+			_, status, _ := env.read("roles/team-a/passphrase/" + id)
+			require.Equal(t, http.StatusForbidden, status)
+		}
+		require.EqualValues(t, 2, env.fake.Stats().TaskRequests, "round %d: one ShowTask per id, then both cached", round)
+	}
+	require.EqualValues(t, 2, env.cacheStats()["task_entries"])
+}
+
+// From the review: names that name no role cost no memory, however many
+// are tried (Vault runs the existence check before its ACL, for any token).
+func TestProbingRoleNamesCostsNoMemory(t *testing.T) {
+	env := newRolesEnv(t)
+	for i := 0; i < 500; i++ {
+		name := fmt.Sprintf("probe-%d", i)
+		_, _, err := env.b.HandleExistenceCheck(context.Background(), &logical.Request{
+			Operation: logical.CreateOperation, Path: "roles/" + name, Storage: env.storage})
+		require.NoError(t, err)
+		env.read("roles/" + name + "/passphrase/" + taskA1)
+	}
+	snap := env.b.roles.known.Load()
+	require.LessOrEqual(t, len(snap.names), 2, "only roles that exist are remembered")
+}
+
+// From the review: two partial updates of a role, at the same time, cannot
+// undo each other.
+func TestConcurrentRoleUpdatesKeepANarrowing(t *testing.T) {
+	env := newRolesEnv(t)
+	for round := 0; round < 20; round++ {
+		env.write("roles/team-a", map[string]any{"enterprise_project_ids": []any{"ep-team-a", "ep-team-b"}})
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			env.write("roles/team-a", map[string]any{"enterprise_project_ids": []any{"ep-team-a"}})
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				env.write("roles/team-a", map[string]any{"description": fmt.Sprint("edit ", i)})
+			}
+		}()
+		wg.Wait()
+		resp, _, _ := env.read("roles/team-a")
+		require.Equal(t, []string{"ep-team-a"}, resp.Data["enterprise_project_ids"], "round %d", round)
+	}
+}
+
+// From the review: a stored role without constraints (a future version's,
+// a hand restore) allows nothing.
+func TestStoredRoleWithoutConstraintsAllowsNothing(t *testing.T) {
+	env := newRolesEnv(t)
+	entry := &logical.StorageEntry{Key: roleStoragePrefix + "loose", Value: []byte(`{"task_ids":["x"],"description":"?"}`)}
+	require.NoError(t, env.storage.Put(context.Background(), entry))
+	_, status, _ := env.read("roles/loose/passphrase/" + taskB1)
+	require.Equal(t, http.StatusForbidden, status)
+}
+
+// From the review: a count that undercounts does not cut a role's list
+// short; the list says SMS's count disagreed.
+func TestRoleTasksKeepPagingPastALowCount(t *testing.T) {
+	tasks := map[string]string{}
+	for i := 0; i < 201; i++ {
+		tasks[fmt.Sprintf("00000000-0000-4000-8000-%012d", i)] = "p"
+	}
+	env := newTestEnvWith(t, func(o *smsfake.Options) { o.Tasks = tasks })
+	env.configure(nil)
+	env.write("roles/all", map[string]any{"task_name_globs": "*"})
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultUndercount, Call: "tasks"}))
+	resp, status, msg := listRole(t, env, "all")
+	require.Equal(t, http.StatusOK, status, msg)
+	require.Len(t, resp.Data["keys"], 201)
+	require.Len(t, resp.Warnings, 1)
+	require.Contains(t, resp.Warnings[0], "count")
+}
+
+func TestRoleTasksStripControlCharactersFromNames(t *testing.T) {
+	env := newRolesEnv(t)
+	env.fake.SetTaskMeta(taskA1, smsfake.TaskMeta{Name: "team-a-\x1b[31mweb\x00", EnterpriseProjectID: "ep-team-a", State: "READY\n"})
+	resp, status, msg := listRole(t, env, "team-a")
+	require.Equal(t, http.StatusOK, status, msg)
+	info := resp.Data["key_info"].(map[string]any)[taskA1].(map[string]any)
+	require.Equal(t, "team-a-[31mweb", info["name"])
+	require.Equal(t, "READY", info["state"])
 }

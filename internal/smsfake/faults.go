@@ -42,6 +42,10 @@ const (
 	FaultKeyAsCert    = "key-as-cert"   // a private key where the certificate belongs
 	FaultExpiredCert  = "expired-cert"  // certificates that expired an hour ago
 
+	// Content fault of the task list: a count that says there are only as
+	// many tasks as this page holds.
+	FaultUndercount = "undercount"
+
 	// Older names, kept for the control API: the normal answer shaped by Body.
 	FaultResetMidBody = "reset-mid-body" // = status 200, body reset
 	FaultSlowBody     = "slow-body"      // = status 200, body slow
@@ -66,7 +70,7 @@ var (
 		FaultStatus: true, FaultResetBeforeHeaders: true, FaultSlowHeaders: true, FaultEchoCredentials: true,
 		FaultRedirect: true, FaultMalformedJSON: true, FaultOversized: true, FaultMismatchedTaskID: true,
 		FaultLongPassphrase: true, FaultResetMidBody: true, FaultSlowBody: true, FaultEchoToken: true,
-		FaultMalformedPEM: true, FaultKeyAsCert: true, FaultExpiredCert: true,
+		FaultMalformedPEM: true, FaultKeyAsCert: true, FaultExpiredCert: true, FaultUndercount: true,
 	}
 	bodyShapes = map[string]bool{
 		BodyWhole: true, BodyTruncate: true, BodyReset: true, BodyCorruptGzip: true,
@@ -191,6 +195,19 @@ func (f *Fault) before(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// undercount rewrites a task list's count to the number of tasks on the page.
+func undercount(normal reply) reply {
+	var body struct {
+		Count int              `json:"count"`
+		Tasks []map[string]any `json:"tasks"`
+	}
+	if json.Unmarshal(normal.body, &body) != nil {
+		return normal
+	}
+	body.Count = len(body.Tasks)
+	return jsonReply(normal.status, body)
+}
+
 // replaces reports whether the fault answers instead of the normal answer, so
 // that the stand-in skips computing it (and its side effects: issued tokens,
 // counted logins and authentications).
@@ -201,6 +218,8 @@ func (f *Fault) replaces() bool {
 	switch f.Mode {
 	case FaultStatus, FaultSlowHeaders:
 		return f.Status != 0 && (f.Status < 200 || f.Status > 299)
+	case FaultUndercount:
+		return false // it rewrites the normal answer
 	}
 	return true
 }
@@ -241,6 +260,8 @@ func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string,
 		rep = jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": strings.Repeat("p", 300)})
 	case FaultMalformedPEM, FaultKeyAsCert, FaultExpiredCert:
 		rep = certKeyFault(f.Mode, taskID)
+	case FaultUndercount:
+		rep = undercount(normal)
 	}
 	if f.RetryAfter != "" {
 		rep.header = rep.header.Clone()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Instructions per cached read inside the engine, direct and through a role,
+# counted by valgrind's callgrind: unlike time, the count does not depend on
+# what else the machine is doing. Only readLoop, the measured loop of the
+# benchmarks (N+1 reads: the testing package runs it once with 1, then with
+# N), is counted, so the setup (config, first fetch, the stand-in's threads)
+# is not. GOGC=off keeps the collector, whose work would fall inside the loop
+# at random, out of the count. Needs valgrind (apt-get install
+# valgrind); part of `make bench` when it is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind is not installed; skipping instruction counts" >&2; exit 0; }
+n=${N:-100000}
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+go test -c -o "$bin/sms.test" .
+count() { # BENCH ROLE_SIZE READS: instructions collected inside readLoop
+  ROLE_SIZE=$2 GOGC=off GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind \
+    --toggle-collect='github.com/sms-vault/vault-plugin-secrets-sms.readLoop' \
+    --callgrind-out-file="$bin/out" "$bin/sms.test" -test.run '^$' -test.bench "^$1\$" -test.benchtime "$3x" \
+    >/dev/null 2>"$bin/err"
+  sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$bin/err"
+}
+per_read() { echo $(( $(count "$1" "$2" "$n") / (n + 1) )); }
+direct=$(per_read BenchmarkCachedRead "")
+simple=$(per_read BenchmarkCachedReadViaRole simple)
+large=$(per_read BenchmarkCachedReadViaRole large)
+echo "Instructions per cached read in the engine (callgrind, $n reads each):"
+printf '  %-34s %6d\n' "direct (sms/passphrase/<id>)" "$direct" "role, simple (1 project, 1 glob)" "$simple" "role, large (10 projects, 20 globs)" "$large"
+awk -v d="$direct" -v s="$simple" -v l="$large" 'BEGIN { printf "  role/direct: simple %.3f, large %.3f\n", s / d, l / d }'
