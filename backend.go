@@ -53,9 +53,16 @@ type backend struct {
 	fetchHook func()
 
 	// conn is read lock-free on every request; mu serialises building and
-	// dropping it.
-	mu   sync.Mutex
-	conn atomic.Pointer[connection]
+	// dropping it. generation is the config generation the cache holds
+	// answers of.
+	mu         sync.Mutex
+	conn       atomic.Pointer[connection]
+	generation uint64
+
+	// configMu serialises config writes, deletes and rotations: each stores
+	// a config derived from the one it read.
+	configMu sync.Mutex
+	rotation rotationState
 }
 
 // connection is everything derived from one stored config. It is replaced as
@@ -64,7 +71,16 @@ type connection struct {
 	cfg    *smsConfig
 	client *huawei.Client
 	policy cachePolicy
+	// epoch is the cache epoch once this connection was in place: answers
+	// fetched with it may be stored under it (see readEpoch).
+	epoch uint64
 }
+
+// readEpoch is the epoch a read's answer is stored under: the one the read
+// took before loading its connection, unless building that connection
+// flushed the cache (a config from another node), in which case the
+// connection's own.
+func readEpoch(before uint64, c *connection) uint64 { return max(before, c.epoch) }
 
 func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 	if logger == nil {
@@ -76,10 +92,13 @@ func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{configStorageKey},
+			// The config holds the credentials; a rotation's write-ahead log
+			// entry may hold a new password.
+			SealWrapStorage: []string{configStorageKey, "wal/"},
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
+			pathRotateRoot(b),
 			pathPassphrase(b),
 			pathRoles(b),
 			pathRolePassphrase(b),
@@ -88,10 +107,12 @@ func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 			pathCertKey(b),
 			pathCache(b),
 		),
-		Invalidate:     b.invalidate,
-		Clean:          func(context.Context) { b.reset() },
-		PeriodicFunc:   b.periodic,
-		RunningVersion: Version,
+		Invalidate:        b.invalidate,
+		Clean:             func(context.Context) { b.reset() },
+		PeriodicFunc:      b.periodic,
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		RunningVersion:    Version,
 	}
 	return b
 }
@@ -192,15 +213,47 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 	if err != nil || cfg == nil {
 		return nil, err
 	}
+	c, err := b.newConnection(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Generation != b.generation {
+		// Another node wrote the config (a rotation keeps the generation).
+		b.cache.flush()
+		b.generation = cfg.Generation
+	}
+	c.epoch = b.cache.currentEpoch()
+	b.conn.Store(c)
+	return c, nil
+}
+
+func (b *backend) newConnection(cfg *smsConfig) (*connection, error) {
 	// Built without the request's context: the client outlives this request.
 	client, err := newClient(cfg, &b.stats.requests, b.now, b.logger)
 	if err != nil {
 		return nil, fmt.Errorf("building the SMS client from the stored config: %w", err)
 	}
 	b.cache.resize(cfg.CacheMaxEntries)
-	c := &connection{cfg: cfg, client: client, policy: cachePolicy{ttl: cfg.CacheTTL, staleIfError: cfg.StaleIfError}}
-	b.conn.Store(c)
-	return c, nil
+	return &connection{cfg: cfg, client: client, policy: cachePolicy{ttl: cfg.CacheTTL, staleIfError: cfg.StaleIfError}}, nil
+}
+
+// swapConnection replaces the connection after a rotation, keeping the
+// cache: the answers cached are as valid as before. Reads in flight finish
+// with the old client (or retry once with the new one, see withClient);
+// it is closed once they must have ended.
+func (b *backend) swapConnection(cfg *smsConfig) error {
+	c, err := b.newConnection(cfg)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c.epoch = b.cache.currentEpoch()
+	if old := b.conn.Swap(c); old != nil {
+		time.AfterFunc(2*old.cfg.RequestTimeout, old.client.Close)
+	}
+	b.generation = cfg.Generation
+	return nil
 }
 
 // reset is the one place that drops everything derived from the config: the
@@ -214,21 +267,36 @@ func (b *backend) reset() {
 	b.cache.flush()
 }
 
+// dropConnection drops the client (and any IAM token), keeping the cache.
+func (b *backend) dropConnection() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old := b.conn.Swap(nil); old != nil {
+		old.client.Close()
+	}
+}
+
 // invalidate runs when another node (a standby, a replication secondary)
 // changed a storage key of this mount.
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case key == configStorageKey:
-		b.reset()
+		// The next read loads the new config; it flushes the cache unless
+		// the change was a rotation (the generation tells).
+		b.dropConnection()
 	case strings.HasPrefix(key, roleStoragePrefix):
 		b.roles.forget(strings.TrimPrefix(key, roleStoragePrefix))
 	}
 }
 
-// periodic is called by Vault about once a minute; it frees expired entries.
-func (b *backend) periodic(context.Context, *logical.Request) error {
+// periodic is called by Vault about once a minute, on the active node: it
+// frees expired entries and rotates the root credential when it is due.
+func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if c := b.conn.Load(); c != nil {
 		b.cache.removeExpired(c.policy)
+	}
+	if req != nil && req.Storage != nil {
+		b.rotateIfDue(ctx, req.Storage)
 	}
 	return nil
 }

@@ -272,14 +272,29 @@ func TestInvalidateOfConfigDropsClientAndCache(t *testing.T) {
 	require.NotNil(t, env.b.conn.Load())
 	require.Equal(t, 1, env.b.cache.len())
 
-	// Another node changed the config behind our back.
+	// Another node rotated the credential (same generation): the client is
+	// dropped, the cache is kept.
+	cfg, err := loadConfig(context.Background(), env.storage)
+	require.NoError(t, err)
+	require.NoError(t, storeConfig(context.Background(), env.storage, cfg))
 	env.b.invalidate(context.Background(), "config")
 	require.Nil(t, env.b.conn.Load())
-	require.Equal(t, 0, env.b.cache.len())
-
-	// Other keys leave both alone.
 	_, status, _ = env.readPassphrase(testTask)
 	require.Equal(t, http.StatusOK, status)
+	require.EqualValues(t, 1, env.fake.Stats().Requests, "answered from the cache kept")
+
+	// Another node changed the config (a new generation): the next read
+	// loads it and the cache is flushed.
+	cfg.Generation++
+	require.NoError(t, storeConfig(context.Background(), env.storage, cfg))
+	env.b.invalidate(context.Background(), "config")
+	require.Nil(t, env.b.conn.Load())
+	_, status, _ = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status)
+	require.EqualValues(t, 2, env.fake.Stats().Requests, "fetched again after the flush")
+	require.Equal(t, 1, env.b.cache.len(), "and the new answer is cached")
+
+	// Other keys leave both alone.
 	env.b.invalidate(context.Background(), "something-else")
 	require.NotNil(t, env.b.conn.Load())
 	require.Equal(t, 1, env.b.cache.len())
@@ -314,11 +329,11 @@ func TestPeriodicFuncRemovesExpiredEntries(t *testing.T) {
 	require.Equal(t, 1, env.b.cache.len())
 
 	env.clock.Advance(59 * time.Second)
-	require.NoError(t, env.b.periodic(context.Background(), nil))
+	require.NoError(t, env.b.periodic(context.Background(), &logical.Request{Storage: env.storage}))
 	require.Equal(t, 1, env.b.cache.len(), "a fresh entry must stay")
 
 	env.clock.Advance(2 * time.Second)
-	require.NoError(t, env.b.periodic(context.Background(), nil))
+	require.NoError(t, env.b.periodic(context.Background(), &logical.Request{Storage: env.storage}))
 	require.Equal(t, 0, env.b.cache.len())
 }
 

@@ -40,6 +40,8 @@ const (
 	maxRetriesLimit   = 10
 	maxUpstreamRPS    = 10000
 	maxStaleIfError   = 7 * 24 * time.Hour
+	minRotationPeriod = time.Minute // Vault calls the periodic function about once a minute
+	maxRotationPeriod = 10 * 365 * 24 * time.Hour
 	maxTokenLength    = 16384
 	// Shortest secrets accepted. Real tokens and keys are far longer, and
 	// Huawei passwords are at least 6 characters; a shorter secret could not
@@ -57,6 +59,8 @@ const (
 var (
 	regionPattern = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+){1,4}$`)
 	idPattern     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	// policyNamePattern is what Vault accepts as a password policy name.
+	policyNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 )
 
 // secret holds a credential; it hides its value from fmt (see huawei.Secret).
@@ -83,6 +87,18 @@ type smsConfig struct {
 	Username    string `json:"username,omitempty"`
 	Password    secret `json:"password,omitempty"`
 	DomainName  string `json:"domain_name,omitempty"`
+
+	// Root-credential rotation (sms/config/rotate-root).
+	PasswordPolicy string        `json:"password_policy,omitempty"` // a Vault password policy for new passwords
+	RotationPeriod time.Duration `json:"rotation_period"`           // 0: no scheduled rotation
+	LastRotated    time.Time     `json:"last_rotated,omitempty"`
+	// CredentialsSetAt is when a person last wrote the credentials: the
+	// schedule counts from there until the first rotation.
+	CredentialsSetAt time.Time `json:"credentials_set_at,omitempty"`
+	// Generation is bumped by every config write but a rotation's: answers
+	// cached under one generation are dropped when another is loaded, on
+	// this node or another, while a rotation drops nothing users see.
+	Generation uint64 `json:"generation"`
 
 	CacheTTL        time.Duration `json:"cache_ttl"`
 	CacheMaxEntries int           `json:"cache_max_entries"`
@@ -162,7 +178,8 @@ func (c *smsConfig) endpointURL() string {
 
 // credentialTargets are what decide where, and for whom, the stored secrets
 // are used: the SMS endpoint (however it is written), the CA trusted for it,
-// and for the password method the IAM endpoint and the user and account the
+// the IAM endpoint where IAM is called with them (password method; access
+// keys, for rotation), and for the password method the user and account the
 // password logs in as. URLs are compared normalised, so that rewriting the
 // same endpoint differently is not a change.
 func (c *smsConfig) credentialTargets() map[string]string {
@@ -170,10 +187,15 @@ func (c *smsConfig) credentialTargets() map[string]string {
 		"endpoint": normalizeURL(c.endpointURL()),
 		"ca_cert":  strings.TrimSpace(c.CACert),
 	}
-	if c.authMethod() == authMethodPassword {
+	switch c.authMethod() {
+	case authMethodPassword:
 		t["iam_endpoint"] = normalizeURL(c.IAMEndpoint)
 		t["username"] = c.Username
 		t["domain_name"] = c.DomainName
+	case authMethodAccessKey:
+		// rotate-root sends signed requests to IAM: a signature is a
+		// credential for 15 minutes.
+		t["iam_endpoint"] = normalizeURL(c.IAMEndpoint)
 	}
 	return t
 }
@@ -291,6 +313,12 @@ func (c *smsConfig) validate() []string {
 	}
 	if c.StaleIfError < 0 || c.StaleIfError > maxStaleIfError {
 		fail("stale_if_error must be between 0 (off) and %s", maxStaleIfError)
+	}
+	if c.RotationPeriod != 0 && (c.RotationPeriod < minRotationPeriod || c.RotationPeriod > maxRotationPeriod) {
+		fail("rotation_period must be 0 (off) or between %s and %s", minRotationPeriod, maxRotationPeriod)
+	}
+	if c.PasswordPolicy != "" && !policyNamePattern.MatchString(c.PasswordPolicy) {
+		fail("password_policy must name a Vault password policy: 1 to 128 letters, digits, '-', '_' or '.'")
 	}
 	return errs
 }
@@ -431,4 +459,17 @@ func checkPrintable(s string, max int) error {
 		}
 	}
 	return nil
+}
+
+// rotationDue is when the schedule next rotates the credentials, or the zero
+// time when there is no schedule.
+func (c *smsConfig) rotationDue() time.Time {
+	if c.RotationPeriod <= 0 {
+		return time.Time{}
+	}
+	from := c.LastRotated
+	if c.CredentialsSetAt.After(from) {
+		from = c.CredentialsSetAt
+	}
+	return from.Add(c.RotationPeriod)
 }

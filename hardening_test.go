@@ -201,7 +201,7 @@ func TestChangingWhereCredentialsGoRequiresTheSecretsAgain(t *testing.T) {
 			[]string{"endpoint", "region", "ca_cert"}},
 		"access_key": {func(env *testEnv) {
 			env.configure(map[string]any{"token": "", "access_key": testAccessKey, "secret_key": testSecretKey})
-		}, map[string]any{"secret_key": testSecretKey}, []string{"endpoint", "region", "ca_cert"}},
+		}, map[string]any{"secret_key": testSecretKey}, []string{"endpoint", "region", "ca_cert", "iam_endpoint"}},
 		"password": {func(env *testEnv) { env.configurePassword(map[string]any{"cache_ttl": 300}) }, map[string]any{"password": testPassword},
 			[]string{"endpoint", "region", "ca_cert", "iam_endpoint", "username", "domain_name"}},
 	}

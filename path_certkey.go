@@ -102,6 +102,7 @@ func (b *backend) pathCertKeyRead(ctx context.Context, req *logical.Request, d *
 	if conn == nil {
 		return notConfigured(req), nil
 	}
+	epoch = readEpoch(epoch, conn)
 	return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, d.Get("enable_ca_cert").(bool), nil)
 }
 
@@ -118,7 +119,11 @@ func (b *backend) certKeyResponse(ctx context.Context, conn *connection, epoch u
 			if b.fetchHook != nil {
 				b.fetchHook()
 			}
-			ck, err := conn.client.CertKey(ctx, taskID, enableCA)
+			var ck *huawei.CertKey
+			err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+				ck, err = c.CertKey(ctx, taskID, enableCA)
+				return err
+			})
 			if err != nil {
 				b.upstreamFailed("certkey", taskID, err)
 				return nil, err

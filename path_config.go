@@ -77,7 +77,7 @@ var configFields = []configField{
 		Description: "Auth method access_key: account (domain) ID sent (and signed) as X-Domain-Id."},
 		str(func(c *smsConfig, v string) { c.DomainID = v })},
 	{"iam_endpoint", &framework.FieldSchema{Type: framework.TypeString, Default: defaultIAMEndpoint,
-		Description: "Auth method password: base URL of IAM. Same https rule as endpoint."},
+		Description: "Base URL of IAM, for the password method's tokens and for rotate-root. Same https rule as endpoint."},
 		str(func(c *smsConfig, v string) { c.IAMEndpoint = v })},
 	{"username", &framework.FieldSchema{Type: framework.TypeString,
 		Description: "Auth method password: IAM user name."},
@@ -89,6 +89,12 @@ var configFields = []configField{
 	{"domain_name", &framework.FieldSchema{Type: framework.TypeString,
 		Description: "Auth method password: account (domain) name the user belongs to; the token is scoped to it."},
 		str(func(c *smsConfig, v string) { c.DomainName = v })},
+	{"password_policy", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Name of a Vault password policy (sys/policies/password) that rotate-root draws new IAM passwords from; empty: the engine's own generator."},
+		str(func(c *smsConfig, v string) { c.PasswordPolicy = v })},
+	{"rotation_period", &framework.FieldSchema{Type: framework.TypeDurationSecond, Default: 0,
+		Description: "Rotate the root credential (access key or password) this long after the last rotation; 0 turns scheduled rotation off. At least 1m when set."},
+		seconds(func(c *smsConfig, v time.Duration) { c.RotationPeriod = v })},
 	{"cache_ttl", &framework.FieldSchema{Type: framework.TypeDurationSecond, Default: int(defaultCacheTTL.Seconds()),
 		Description: "How long a passphrase is served from the cache. 0 turns caching off."},
 		seconds(func(c *smsConfig, v time.Duration) { c.CacheTTL = v })},
@@ -127,6 +133,12 @@ func configReadSchema() map[string]*framework.FieldSchema {
 	}
 	out["auth_method"] = &framework.FieldSchema{Type: framework.TypeString,
 		Description: "The configured auth method: token, access_key or password."}
+	out["last_rotated"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "When rotate-root last rotated the credential (RFC 3339), or empty."}
+	out["next_rotation"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "When the schedule rotates the credential next (RFC 3339), or empty without rotation_period."}
+	out["last_rotation_error"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Why the last scheduled rotation on this node failed, or empty."}
 	return out
 }
 
@@ -172,7 +184,10 @@ Set endpoint (or region) and exactly one auth method:
   username, password, domain_name            an IAM user; the engine obtains and renews its token
 A write changes only the fields it names; clear a field with an empty value.
 Secrets (token, secret_key, security_token, password) are write-only.
-Writing or deleting the config flushes the passphrase cache.`,
+Writing or deleting the config flushes the cache. A change of endpoint, region,
+ca_cert, iam_endpoint, username or domain_name must carry the method's secrets.
+config/rotate-root replaces the access key or password with one only Vault
+knows; rotation_period does it on a schedule.`,
 	}}
 }
 
@@ -205,30 +220,39 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("the engine is not configured: write %sconfig", req.MountPoint))
 	}
 	return &logical.Response{Data: map[string]any{
-		"endpoint":           cfg.Endpoint,
-		"region":             cfg.Region,
-		"ca_cert":            cfg.CACert,
-		"auth_method":        cfg.authMethod(),
-		"token_set":          cfg.Token != "",
-		"access_key":         cfg.AccessKey,
-		"secret_key_set":     cfg.SecretKey != "",
-		"security_token_set": cfg.SecurityToken != "",
-		"project_id":         cfg.ProjectID,
-		"domain_id":          cfg.DomainID,
-		"iam_endpoint":       cfg.IAMEndpoint,
-		"username":           cfg.Username,
-		"password_set":       cfg.Password != "",
-		"domain_name":        cfg.DomainName,
-		"cache_ttl":          int64(cfg.CacheTTL.Seconds()),
-		"cache_max_entries":  cfg.CacheMaxEntries,
-		"request_timeout":    int64(cfg.RequestTimeout.Seconds()),
-		"max_retries":        cfg.MaxRetries,
-		"max_upstream_rps":   cfg.MaxUpstreamRPS,
-		"stale_if_error":     int64(cfg.StaleIfError.Seconds()),
+		"endpoint":            cfg.Endpoint,
+		"region":              cfg.Region,
+		"ca_cert":             cfg.CACert,
+		"auth_method":         cfg.authMethod(),
+		"token_set":           cfg.Token != "",
+		"access_key":          cfg.AccessKey,
+		"secret_key_set":      cfg.SecretKey != "",
+		"security_token_set":  cfg.SecurityToken != "",
+		"project_id":          cfg.ProjectID,
+		"domain_id":           cfg.DomainID,
+		"iam_endpoint":        cfg.IAMEndpoint,
+		"username":            cfg.Username,
+		"password_set":        cfg.Password != "",
+		"domain_name":         cfg.DomainName,
+		"cache_ttl":           int64(cfg.CacheTTL.Seconds()),
+		"cache_max_entries":   cfg.CacheMaxEntries,
+		"request_timeout":     int64(cfg.RequestTimeout.Seconds()),
+		"max_retries":         cfg.MaxRetries,
+		"max_upstream_rps":    cfg.MaxUpstreamRPS,
+		"stale_if_error":      int64(cfg.StaleIfError.Seconds()),
+		"password_policy":     cfg.PasswordPolicy,
+		"rotation_period":     int64(cfg.RotationPeriod.Seconds()),
+		"last_rotated":        rfc3339(cfg.LastRotated),
+		"next_rotation":       rfc3339(cfg.rotationDue()),
+		"last_rotation_error": b.rotation.lastError(),
 	}}, nil
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// One writer at a time, rotations included: a rotation stores a config
+	// it read before, and must not undo a write made meanwhile.
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
 	stored, err := loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -262,12 +286,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse("invalid configuration: " + strings.Join(problems, "; ")), nil
 	}
 
-	entry, err := logical.StorageEntryJSON(configStorageKey, cfg)
-	if err != nil {
-		return nil, err
+	cfg.Generation++
+	if stored == nil || stored.authMethod() != cfg.authMethod() || anyWritten(req.Data, secretFields) {
+		cfg.CredentialsSetAt = b.now().UTC()
 	}
-	if err := req.Storage.Put(ctx, entry); err != nil {
-		return nil, fmt.Errorf("saving the config: %w", err)
+	if err := storeConfig(ctx, req.Storage, cfg); err != nil {
+		return nil, err
 	}
 	b.reset()
 	b.logger.Info("config written", "auth_method", cfg.authMethod(), "endpoint", cfg.endpointURL())
@@ -298,6 +322,8 @@ func resuppliedSecrets(stored, next *smsConfig, written map[string]any) []string
 }
 
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
 	if err := req.Storage.Delete(ctx, configStorageKey); err != nil {
 		return nil, fmt.Errorf("deleting the config: %w", err)
 	}
@@ -319,4 +345,31 @@ func typeName(t framework.FieldType) string {
 	default:
 		return "string"
 	}
+}
+
+func storeConfig(ctx context.Context, s logical.Storage, cfg *smsConfig) error {
+	entry, err := logical.StorageEntryJSON(configStorageKey, cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("saving the config: %w", err)
+	}
+	return nil
+}
+
+func anyWritten(data map[string]any, names []string) bool {
+	for _, n := range names {
+		if _, ok := data[n]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }

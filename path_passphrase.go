@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
 
 const (
@@ -105,6 +107,7 @@ func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, task
 	if conn == nil {
 		return notConfigured(req), nil
 	}
+	epoch = readEpoch(epoch, conn)
 	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil)
 }
 
@@ -120,7 +123,11 @@ func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoc
 		if b.fetchHook != nil {
 			b.fetchHook()
 		}
-		passphrase, err := conn.client.Passphrase(ctx, taskID)
+		var passphrase string
+		err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+			passphrase, err = c.Passphrase(ctx, taskID)
+			return err
+		})
 		if err != nil {
 			b.upstreamFailed("passphrase", taskID, err)
 			return nil, err

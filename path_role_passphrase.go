@@ -115,6 +115,7 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	if conn == nil {
 		return notConfigured(req), nil
 	}
+	epoch = readEpoch(epoch, conn)
 	if !known {
 		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
 			return nil, err
@@ -157,6 +158,7 @@ func (b *backend) enterScope(ctx context.Context, req *logical.Request, name, ta
 	if conn == nil {
 		return inScope{}, notConfigured(req), nil
 	}
+	epoch = readEpoch(epoch, conn)
 	if !known {
 		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
 			return inScope{}, nil, err
@@ -196,7 +198,11 @@ func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64
 			if b.fetchHook != nil {
 				b.fetchHook()
 			}
-			t, err := conn.client.Task(ctx, taskID)
+			var t *huawei.Task
+			err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+				t, err = c.Task(ctx, taskID)
+				return err
+			})
 			if err != nil {
 				if unreadableTask(err) {
 					b.logger.Warn("sms task metadata refused; the task is out of every role's scope until cache_ttl passes",

@@ -79,6 +79,8 @@ type Client struct {
 	now        func() time.Time
 	logger     hclog.Logger
 
+	tokens *tokenSource // the password method's, else nil
+
 	// ctx lives as long as the client: background work (IAM token renewal)
 	// stops when Close cancels it.
 	ctx    context.Context
@@ -153,6 +155,7 @@ func New(opts Options) (*Client, error) {
 		}
 		ts := newTokenSource(c, iamURL.String(), opts)
 		c.auth, held = ts, ts.held
+		c.tokens = ts
 	default:
 		c.auth = staticToken{token: opts.Token}
 	}
@@ -203,12 +206,13 @@ type call struct {
 	service   string // "SMS" or "IAM"
 	method    string
 	url       string
-	body      []byte // JSON, or nil
-	limit     int64  // the largest success body accepted
-	anonymous bool   // send no credentials
-	noRetry   bool   // not safe to repeat (creates something upstream)
-	action    string // the IAM action the call needs, named when refused
-	notFound  string // what a 404 means, in our words ("has no task ...")
+	body      []byte   // JSON, or nil
+	limit     int64    // the largest success body accepted
+	anonymous bool     // send no credentials
+	noRetry   bool     // not safe to repeat (creates something upstream)
+	action    string   // the IAM action the call needs, named when refused
+	notFound  string   // what a 404 means, in our words ("has no task ...")
+	redact    []string // secrets the call carries beyond the configured ones (a new password)
 }
 
 // answer is the final upstream answer of a call, its body read whole.
@@ -284,7 +288,7 @@ func (c *Client) send(ctx context.Context, k call) (*answer, error) {
 
 	resp, err := rc.Do(req)
 	if err != nil {
-		return nil, c.transportFailure(ctx, k.service, err, policy.attempts)
+		return nil, c.transportFailure(ctx, k.service, err, policy.attempts, k.redact)
 	}
 	// The transport read the body whole into memory: this cannot fail.
 	raw, _ := io.ReadAll(resp.Body)
@@ -301,7 +305,7 @@ func (c *Client) send(ctx context.Context, k call) (*answer, error) {
 }
 
 // transportFailure describes a call that got no usable HTTP answer.
-func (c *Client) transportFailure(ctx context.Context, service string, err error, attempts int) *Error {
+func (c *Client) transportFailure(ctx context.Context, service string, err error, attempts int, extra []string) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		// Raised by the authenticator (IAM), the rate limit or the host check.
@@ -317,10 +321,10 @@ func (c *Client) transportFailure(ctx context.Context, service string, err error
 	var broken *brokenBody
 	if errors.As(err, &broken) {
 		return &Error{Kind: KindBroken, Service: service, Status: broken.status, Attempts: attempts,
-			Detail: "sent an answer that could not be read whole: " + c.redact.clean(describeNetError(broken.err))}
+			Detail: "sent an answer that could not be read whole: " + c.redact.clean(describeNetError(broken.err), extra...)}
 	}
 	return &Error{Kind: KindUnreachable, Service: service, Attempts: attempts,
-		Detail: "could not be reached: " + c.redact.clean(describeNetError(err))}
+		Detail: "could not be reached: " + c.redact.clean(describeNetError(err), extra...)}
 }
 
 func describeNetError(err error) string {
@@ -350,7 +354,7 @@ func isCertError(err error) bool {
 // {error: {code, message, title}}. encoded_authorization_message is ignored.
 // It reports whether the body was one of them.
 func (c *Client) failure(k call, ans *answer) (*Error, bool) {
-	sent := sentCredentials(ans.sent)
+	sent := append(sentCredentials(ans.sent), k.redact...)
 	clean := func(s string) string { return c.redact.clean(s, sent...) }
 	e := &Error{Service: k.service, Status: ans.status, RequestID: clean(ans.header.Get("X-Request-Id")), Attempts: ans.attempts}
 	var body struct {

@@ -1,6 +1,7 @@
 package huawei
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -83,3 +84,5 @@ func (e *Error) Temporary() bool {
 	}
 	return false
 }
+
+func asError(err error, target **Error) bool { return errors.As(err, target) }

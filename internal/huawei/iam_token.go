@@ -53,6 +53,7 @@ type tokenSource struct {
 	refusal     *Error    // IAM's last refusal of the credentials
 	refusedTill time.Time // no login before this
 	backoff     time.Duration
+	userID      string // token.user.id of the last token
 }
 
 func newTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
@@ -184,6 +185,9 @@ type iamTokenResponse struct {
 	Token struct {
 		ExpiresAt string `json:"expires_at"`
 		IssuedAt  string `json:"issued_at"`
+		User      struct {
+			ID string `json:"id"`
+		} `json:"user"`
 	} `json:"token"`
 }
 
@@ -251,6 +255,7 @@ func (s *tokenSource) fetch(ctx context.Context) (token any, err error) {
 
 	s.mu.Lock()
 	s.token = tok
+	s.userID = parsed.Token.User.ID
 	s.renewAt = start.Add(lifetime - renewMargin)
 	s.usableUntil = start.Add(lifetime - skewMargin)
 	s.nextRenewal = time.Time{}
