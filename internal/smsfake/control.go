@@ -20,6 +20,7 @@ import (
 //	DELETE /__fake/faults          removes every fault
 //	POST   /__fake/revoke-tokens   invalidates every IAM token issued so far
 //	PUT    /__fake/latency         {"latency": "5ms"}
+//	GET    /__fake/keys?domain=&name=  a user's permanent access keys (KeyInfo), oldest first, without secrets
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, "/__fake/")
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -69,6 +70,12 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	case path == "revoke-tokens" && r.Method == http.MethodPost:
 		s.RevokeTokens()
 		w.WriteHeader(http.StatusNoContent)
+	case path == "keys" && r.Method == http.MethodGet:
+		keys := s.Keys(r.URL.Query().Get("domain"), r.URL.Query().Get("name"))
+		for i := range keys {
+			keys[i].Secret = ""
+		}
+		writeJSON(w, http.StatusOK, keys)
 	case path == "latency" && r.Method == http.MethodPut:
 		var v struct {
 			Latency Duration `json:"latency"`

@@ -32,11 +32,26 @@ type User struct {
 
 // Options configures a Server. Zero values are usable: nothing is accepted.
 type Options struct {
-	Tokens         []string          // static tokens accepted as X-Auth-Token
-	AccessKeys     map[string]string // AK -> SK accepted in signatures
+	Tokens []string // static tokens accepted as X-Auth-Token
+	// AccessKeys are the keys accepted in signatures at the start (AK -> SK).
+	// Those not in SecurityTokens are permanent keys of AccessKeyUser, in the
+	// access-key store that the IAM key calls change; the others are
+	// temporary keys, outside the store, acting as AccessKeyUser too.
+	AccessKeys     map[string]string
 	SecurityTokens map[string]string // AK -> security token, for temporary AK/SK
 	Users          []User            // IAM users
-	TokenLifetime  time.Duration     // lifetime of IAM tokens; default 24h
+	// AccessKeyUser names the owner of AccessKeys: "name" (the first Users
+	// entry of that name) or "domain/name". Default: the first Users entry,
+	// else an implicit user "key-user" in domain "key-domain" that has no
+	// password. A name that is not in Users is such an implicit user too.
+	AccessKeyUser string
+	// KeyActivationDelay is how long after its creation a new access key
+	// starts being accepted in signatures; default 0.
+	KeyActivationDelay time.Duration
+	// MaxKeysPerUser is how many permanent access keys a user may hold;
+	// default 2, as IAM's quota.
+	MaxKeysPerUser int
+	TokenLifetime  time.Duration // lifetime of IAM tokens; default 24h
 	// TokenSize is the length of issued IAM tokens; default 4096, about what a
 	// real IAM (PKI) token measures. Real tokens run to several KB.
 	TokenSize int
@@ -84,6 +99,15 @@ type Server struct {
 	// failedLogins and lockedUntil are IAM's login protection, per user name.
 	failedLogins map[string]int
 	lockedUntil  map[string]time.Time
+
+	// users are the IAM users, passwords as they are now.
+	users []User
+	// tokenOwner is the user each issued IAM token belongs to.
+	tokenOwner map[string]userRef
+	// keys is the permanent access-key store, tempKeys the temporary keys.
+	keys     map[string]*accessKey
+	tempKeys map[string]tempKey
+	keySeq   int64
 }
 
 // Stats counts what the stand-in received.
@@ -108,6 +132,9 @@ type Stats struct {
 	IAMTokenRequests int64 `json:"iam_token_requests"`
 	IAMTokensIssued  int64 `json:"iam_tokens_issued"`
 	IAMLoginFailures int64 `json:"iam_login_failures"`
+	// IAMKeyCalls counts the IAM self-service calls per call name:
+	// show-key, list-keys, create-key, delete-key, change-password.
+	IAMKeyCalls map[string]int64 `json:"iam_key_calls"`
 	// Faults counts requests answered by an injected fault.
 	Faults int64 `json:"faults"`
 	// SignedHeaders is the SignedHeaders list of the last accepted AK/SK request.
@@ -128,6 +155,9 @@ func New(opts Options) *Server {
 	if opts.LockoutDuration <= 0 {
 		opts.LockoutDuration = 15 * time.Minute
 	}
+	if opts.MaxKeysPerUser <= 0 {
+		opts.MaxKeysPerUser = 2
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -144,11 +174,12 @@ func New(opts Options) *Server {
 		s.tokens[t] = true
 	}
 	s.stats = newStats()
+	s.initIdentities()
 	return s
 }
 
 func newStats() Stats {
-	return Stats{ByTask: map[string]int64{}, ByAuth: map[string]int64{}, CertKeyByTask: map[string]int64{}}
+	return Stats{ByTask: map[string]int64{}, ByAuth: map[string]int64{}, CertKeyByTask: map[string]int64{}, IAMKeyCalls: map[string]int64{}}
 }
 
 // SetTask creates or changes a task's passphrase.
@@ -214,6 +245,7 @@ func (s *Server) RevokeTokens() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.issued = map[string]time.Time{}
+	s.tokenOwner = map[string]userRef{}
 }
 
 // IssuedTokens returns every IAM token issued so far (revoked ones included),
@@ -237,6 +269,7 @@ func (s *Server) Stats() Stats {
 	}
 	out.ByAuth = maps.Clone(s.stats.ByAuth)
 	out.CertKeyByTask = maps.Clone(s.stats.CertKeyByTask)
+	out.IAMKeyCalls = maps.Clone(s.stats.IAMKeyCalls)
 	return out
 }
 
@@ -257,6 +290,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 	case path == "/v3/auth/tokens":
 		s.serveIAMToken(w, r)
+	case path == credentialsPath || strings.HasPrefix(path, credentialsPath+"/"):
+		s.routeCredentials(w, r, strings.TrimPrefix(strings.TrimPrefix(path, credentialsPath), "/"))
+	case strings.HasPrefix(path, "/v3/users/") && strings.HasSuffix(path, "/password"):
+		s.routePassword(w, r, strings.TrimSuffix(strings.TrimPrefix(path, "/v3/users/"), "/password"))
 	case path == "/v3/tasks":
 		s.serveSMS(w, r, callTasks, "", s.listReply)
 	case strings.HasPrefix(path, "/v3/tasks/"):

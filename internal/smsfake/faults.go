@@ -82,7 +82,7 @@ var (
 type Fault struct {
 	Mode       string   `json:"mode"`
 	Target     string   `json:"target,omitempty"`      // "sms" (default) or "iam"
-	Call       string   `json:"call,omitempty"`        // only this SMS call: "passphrase", "task", "tasks", "certkey"; empty matches every call
+	Call       string   `json:"call,omitempty"`        // only this call: sms "passphrase", "task", "tasks", "certkey"; iam "token", "show-key", "list-keys", "create-key", "delete-key", "change-password"; empty matches every call of the target
 	TaskID     string   `json:"task_id,omitempty"`     // only this task; empty matches every request of the target
 	Times      int      `json:"times,omitempty"`       // match this many requests, then retire; 0: until cleared
 	Status     int      `json:"status,omitempty"`      // FaultStatus, FaultEchoCredentials
@@ -133,10 +133,18 @@ func (f *Fault) check() error {
 	if f.Target != "sms" && f.Target != "iam" {
 		return fmt.Errorf("target must be sms or iam")
 	}
-	switch f.Call {
-	case "", callPassphrase, callTask, callTasks, callCertKey:
-	default:
-		return fmt.Errorf("call must be passphrase, task, tasks or certkey")
+	if f.Target == "sms" {
+		switch f.Call {
+		case "", callPassphrase, callTask, callTasks, callCertKey:
+		default:
+			return fmt.Errorf("an sms call must be passphrase, task, tasks or certkey")
+		}
+	} else {
+		switch f.Call {
+		case "", callToken, callShowKey, callListKeys, callCreateKey, callDeleteKey, callChangePassword:
+		default:
+			return fmt.Errorf("an iam call must be token, show-key, list-keys, create-key, delete-key or change-password")
+		}
 	}
 	if f.Mode == FaultStatus && f.Status == 0 && f.Body != BodyWhole {
 		f.Status = http.StatusOK
@@ -291,8 +299,13 @@ func echoed(r *http.Request, prefix int) []string {
 	add(r.Header.Get("Authorization"))
 	if r.Body != nil && r.Method == http.MethodPost {
 		var tr tokenRequest
-		if json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20)).Decode(&tr) == nil {
+		if json.Unmarshal(bodyOf(r), &tr) == nil {
 			add(tr.Auth.Identity.Password.User.Password)
+		}
+		var pr passwordRequest
+		if json.Unmarshal(bodyOf(r), &pr) == nil {
+			add(pr.User.OriginalPassword)
+			add(pr.User.Password)
 		}
 	}
 	if len(out) == 0 {

@@ -36,7 +36,7 @@ type tokenRequest struct {
 func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.IAMTokenRequests++
-	fault := s.takeFault("iam", "", "")
+	fault := s.takeFault("iam", callToken, "")
 	s.mu.Unlock()
 	if fault != nil {
 		s.countFault()
@@ -48,7 +48,7 @@ func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
 	if !fault.replaces() {
 		rep = s.tokenReply(r)
 	}
-	fault.deliver(w, r, fault.apply(r, "", rep, "", iamError))
+	fault.deliver(w, r, fault.apply(r, callToken, rep, "", iamError))
 }
 
 func (s *Server) tokenReply(r *http.Request) reply {
@@ -76,6 +76,7 @@ func (s *Server) tokenReply(r *http.Request) reply {
 
 	s.mu.Lock()
 	s.issued[token] = expires
+	s.tokenOwner[token] = userRef{domain: user.Domain.Name, name: user.Name}
 	s.everIssued = append(s.everIssued, token)
 	s.stats.IAMTokensIssued++
 	s.mu.Unlock()
@@ -84,8 +85,11 @@ func (s *Server) tokenReply(r *http.Request) reply {
 		"methods":    []string{"password"},
 		"issued_at":  issued.Format(time.RFC3339Nano),
 		"expires_at": expires.Format(time.RFC3339Nano),
-		"user":       map[string]any{"name": user.Name, "domain": map[string]string{"name": user.Domain.Name}},
-		"domain":     map[string]string{"name": user.Domain.Name},
+		"user": map[string]any{
+			"id": UserID(user.Domain.Name, user.Name), "name": user.Name, "password_expires_at": "",
+			"domain": map[string]string{"id": DomainID(user.Domain.Name), "name": user.Domain.Name},
+		},
+		"domain": map[string]string{"id": DomainID(user.Domain.Name), "name": user.Domain.Name},
 	}})
 	rep.header.Set("X-Subject-Token", token)
 	return rep
@@ -105,8 +109,9 @@ func (s *Server) login(domain, name, password string) (string, bool) {
 		}
 		delete(s.lockedUntil, key)
 	}
-	for _, u := range s.opts.Users {
-		if u.Domain == domain && u.Name == name && u.Password == password {
+	for _, u := range s.users {
+		// A user without a password (an implicit key owner) cannot log in.
+		if u.Domain == domain && u.Name == name && u.Password != "" && u.Password == password {
 			s.failedLogins[key] = 0
 			return "", true
 		}

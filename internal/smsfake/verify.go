@@ -21,15 +21,32 @@ const maxClockSkew = 15 * time.Minute
 // in SignedHeaders, with the values the request carries. It returns the
 // SignedHeaders list.
 func (s *Server) verifySignature(r *http.Request) (string, error) {
+	signed, _, err := s.verifySignatureAs(r)
+	return signed, err
+}
+
+// verifySignatureAs is verifySignature that also returns the user who owns
+// the access key, looked up in the access-key store (permanent keys) or
+// among the temporary keys.
+func (s *Server) verifySignatureAs(r *http.Request) (string, userRef, error) {
 	access, signedHeaders, signature, err := parseAuthorization(r.Header.Get("Authorization"))
 	if err != nil {
-		return "", err
+		return "", userRef{}, err
 	}
-	secretKey, ok := s.opts.AccessKeys[access]
-	if !ok {
-		return "", errors.New("the access key does not exist")
+	secretKey, owner, err := s.lookupKey(access)
+	if err != nil {
+		return "", userRef{}, err
 	}
+	signed, err := s.checkSignature(r, access, signedHeaders, signature, secretKey)
+	if err != nil {
+		return "", userRef{}, err
+	}
+	return signed, owner, nil
+}
 
+// checkSignature checks the date, the security token and the signature of
+// a request whose access key exists.
+func (s *Server) checkSignature(r *http.Request, access, signedHeaders, signature, secretKey string) (string, error) {
 	date := r.Header.Get("X-Sdk-Date")
 	signedAt, err := time.Parse("20060102T150405Z", date)
 	if err != nil {
