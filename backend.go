@@ -63,6 +63,8 @@ type backend struct {
 	// a config derived from the one it read.
 	configMu sync.Mutex
 	rotation rotationState
+	// keyCheck bounds the check that a new access key works (tests shorten it).
+	keyCheck time.Duration
 }
 
 // connection is everything derived from one stored config. It is replaced as
@@ -86,7 +88,7 @@ func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	b := &backend{logger: logger, now: now}
+	b := &backend{logger: logger, now: now, keyCheck: keyCheckBound}
 	b.cache = newCache(defaultCacheMaxEntries, now, logger)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),

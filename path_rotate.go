@@ -124,6 +124,7 @@ func (b *backend) pathRotateRoot(ctx context.Context, req *logical.Request, _ *f
 func (b *backend) rotateRoot(ctx context.Context, s logical.Storage) (*rotationResult, error) {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
+	defer b.rotation.start()()
 	cfg, err := loadConfig(ctx, s)
 	if err != nil {
 		return nil, err
@@ -251,7 +252,7 @@ func (b *backend) checkNewKey(ctx context.Context, cfg *smsConfig) error {
 		return err
 	}
 	defer client.Close()
-	deadline := time.Now().Add(keyCheckBound)
+	deadline := time.Now().Add(b.keyCheck)
 	for {
 		_, err := client.ShowAccessKey(ctx, cfg.AccessKey)
 		if err == nil || !isRefusal(err) || time.Now().Add(keyCheckEvery).After(deadline) {
@@ -554,13 +555,38 @@ func reverse(s string) string {
 	return string(r)
 }
 
-// rotationState is the schedule's memory on this node: when to try again
-// after a failure, and why the last attempt failed.
+// rotationState is the schedule's memory on this node (when to try again
+// after a failure, why the last attempt failed) and the rotation running now.
 type rotationState struct {
 	mu      sync.Mutex
 	retryAt time.Time
 	backoff time.Duration
 	lastErr string
+	done    chan struct{} // closed when the running rotation ends; nil when none runs
+}
+
+// start marks a rotation running; the returned function marks it ended.
+func (r *rotationState) start() func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	done := make(chan struct{})
+	r.done = done
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		close(done)
+		r.done = nil
+	}
+}
+
+// running returns a channel closed when the running rotation ends, or nil.
+func (r *rotationState) running() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		return nil
+	}
+	return r.done
 }
 
 func (r *rotationState) lastError() string {
@@ -624,6 +650,17 @@ func (b *backend) withRetryOnRotation(conn *connection, call func(*huawei.Client
 	err := call(conn.client)
 	if err == nil || !isRefusal(err) {
 		return err
+	}
+	// Between IAM taking the new password (which revokes the old token) and
+	// the new connection, nothing works: wait for the rotation to end.
+	if done := b.rotation.running(); done != nil {
+		t := time.NewTimer(conn.cfg.RequestTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			return err
+		}
 	}
 	cur := b.conn.Load()
 	if cur == nil || cur == conn || cur.cfg.Generation != conn.cfg.Generation {

@@ -1,10 +1,12 @@
 package huawei
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,8 +50,34 @@ func (s *akskSigner) authorize(_ context.Context, req *http.Request) error {
 	if host == "" {
 		host = req.URL.Host
 	}
-	req.Header.Set("Authorization", signRequest(req.Method, req.URL, host, req.Header, nil, s.accessKey, string(s.secretKey)))
+	body, err := requestBody(req)
+	if err != nil {
+		return &Error{Kind: KindInternal, Service: "SMS", Detail: "the request body could not be read for signing"}
+	}
+	req.Header.Set("Authorization", signRequest(req.Method, req.URL, host, req.Header, body, s.accessKey, string(s.secretKey)))
 	return nil
+}
+
+// requestBody returns a request's body for its payload hash, leaving the
+// request able to send it.
+func requestBody(req *http.Request) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	if req.GetBody != nil {
+		rc, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(rc)
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
 }
 
 // signRequest returns the Authorization header value for a request. host, when

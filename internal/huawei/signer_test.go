@@ -2,6 +2,7 @@ package huawei
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -175,4 +176,25 @@ func TestTemporaryCredentialsSignTheSecurityToken(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+// A signed request with a body (IAM's key creation) signs the body's hash,
+// as the SDK's second vector does, and still sends the body.
+func TestSignerSignsTheBody(t *testing.T) {
+	now := time.Now()
+	fake, srv := standIn(t, func() time.Time { return now })
+	_ = fake
+	body := `{"credential":{"user_id":"u","description":"d"}}`
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v3/tasks/"+testTask+"/passphrase", strings.NewReader(body))
+	require.NoError(t, err)
+	s := &akskSigner{accessKey: testAccessKey, secretKey: testSecretKey, now: func() time.Time { return now }}
+	require.NoError(t, s.authorize(context.Background(), req))
+	withBody := req.Header.Get("Authorization")
+	sent, err := io.ReadAll(req.Body)
+	require.NoError(t, err)
+	require.Equal(t, body, string(sent), "the body is still there to send")
+
+	empty, _ := http.NewRequest(http.MethodPost, srv.URL+"/v3/tasks/"+testTask+"/passphrase", nil)
+	require.NoError(t, s.authorize(context.Background(), empty))
+	require.NotEqual(t, withBody, empty.Header.Get("Authorization"), "the body is part of the signature")
 }

@@ -63,6 +63,7 @@ const (
 	BodySlow        = "slow"         // half of it, a pause of Delay, then the rest
 	BodyHuge        = "huge"         // Size bytes (default 8 MiB) of padding after the answer
 	BodyHold        = "hold"         // half of it, then nothing until Server.Release (or the client leaves), then the rest
+	BodyDrop        = "drop"         // nothing: the request was carried out, its answer is lost (connection reset)
 )
 
 var (
@@ -74,7 +75,7 @@ var (
 	}
 	bodyShapes = map[string]bool{
 		BodyWhole: true, BodyTruncate: true, BodyReset: true, BodyCorruptGzip: true,
-		BodyShortLength: true, BodySlow: true, BodyHuge: true, BodyHold: true,
+		BodyShortLength: true, BodySlow: true, BodyHuge: true, BodyHold: true, BodyDrop: true,
 	}
 )
 
@@ -379,6 +380,8 @@ func (f *Fault) deliver(w http.ResponseWriter, r *http.Request, rep reply) {
 		if sleep(r, delay) {
 			_, _ = w.Write(body[half:])
 		}
+	case BodyDrop:
+		abort(w, nil)
 	case BodyHold:
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(rep.status)
