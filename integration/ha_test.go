@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/smsfake"
 )
 
 // TestRaftClusterSurvivesLosingTheActiveNode runs three Vault servers with
@@ -18,7 +20,12 @@ import (
 // through a standby, kills the active node and checks that a new leader serves
 // the same config and reads.
 func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
-	fake := standardFake(t)
+	fake := startFake(t, smsfake.Options{
+		Tokens:     []string{smsToken},
+		AccessKeys: map[string]string{rotAK: rotSK},
+		Users:      []smsfake.User{{Domain: rotDomain, Name: rotUser, Password: rotPW}},
+		Tasks:      map[string]string{"demo-task-0001": passphrase, taskA: "team-a-passphrase-77", taskB: "team-b-passphrase-88"},
+	})
 
 	// Ports first: every node's retry_join names the others.
 	ports := []int{freePort(t), freePort(t), freePort(t)}
@@ -54,6 +61,16 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 	leader.mount("sms", fake, smsToken, "cache_ttl=2m")
 	leader.root("write", "sms/config", "request_timeout=9s")
 	leader.root("write", "sms/roles/ops", "enterprise_project_ids=0", "task_name_globs=demo-*")
+	// An access key that the leader rotates before it is lost: the new key
+	// must reach the node that takes over.
+	leader.root("secrets", "enable", "-path=sms-aksk", pluginName)
+	leader.root("write", "sms-aksk/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
+		"access_key="+rotAK, "secret_key="+rotSK)
+	leader.root("write", "-f", "sms-aksk/config/rotate-root")
+	require.False(t, fake.KeyWorks(rotAK, rotSK), "the old key is gone at IAM")
+	for _, k := range fake.Keys(rotDomain, rotUser) {
+		neverLog(k.Secret)
+	}
 
 	standby := nodes[1]
 	require.False(t, isActive(standby))
@@ -88,6 +105,8 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 		require.NoError(t, err, n.name)
 		require.Equal(t, []any{"demo-*"}, role["task_name_globs"], "the role written before the failover is kept")
 		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/roles/ops/passphrase/demo-task-0001")), n.name)
+		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms-aksk/passphrase/demo-task-0001")),
+			"%s serves with the rotated key", n.name)
 	}
 }
 
