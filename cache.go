@@ -72,6 +72,9 @@ type entry struct {
 	value   any           // immutable, of the kind's own type
 	fetched time.Duration // since cache.start; smaller than a time.Time
 	until   time.Duration // when not 0: never served from here on (a certificate's NotAfter)
+	// admitted is, for task metadata, the last role found to allow the
+	// task (see admits).
+	admitted atomic.Pointer[role]
 }
 
 // expiring is a value that must not be served past a time of its own.
@@ -132,15 +135,23 @@ func (c *cache) view(id string, p cachePolicy) view {
 // fresh returns the value of kind k if it is younger than cache_ttl, and
 // counts the hit. It allocates nothing: it is the whole of a warm read.
 func (v view) fresh(k kind) (any, bool) {
+	if e := v.freshEntry(k); e != nil {
+		return e.value, true
+	}
+	return nil, false
+}
+
+// freshEntry is fresh, returning the entry itself.
+func (v view) freshEntry(k kind) *entry {
 	if v.rec == nil {
-		return nil, false
+		return nil
 	}
 	e := v.rec.slots[k].Load()
 	if e == nil || v.now-e.fetched >= v.ttl || !e.usable(v.now) {
-		return nil, false
+		return nil
 	}
 	v.c.stats[k].hits.Add(1)
-	return e.value, true
+	return e
 }
 
 // answer is what a fetch produced.

@@ -126,8 +126,8 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	}
 	v := b.cache.view(taskID, conn.policy)
 	// The warm path of checkScope, inline: cached metadata in scope.
-	if val, ok := v.fresh(kindTask); ok {
-		if t := val.(*huawei.Task); t != absentTask && r.allows(t) {
+	if e := v.freshEntry(kindTask); e != nil {
+		if admits(r, e) {
 			return b.passphraseResponse(ctx, conn, epoch, v, taskID, nil)
 		}
 		return nil, outOfScope(name, taskID)
@@ -190,39 +190,61 @@ func roleMissing(name string) error {
 // not exist costs what one out of scope costs: the same answer, the same
 // time, the same upstream calls.
 func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64, v view, r *role, name, taskID string) error {
-	var t *huawei.Task
-	if val, ok := v.fresh(kindTask); ok {
-		t = val.(*huawei.Task) // the warm path: no fetch
-	} else {
-		ans, err := b.cache.fetch(ctx, taskMetaKey(taskID), epoch, cachePolicy{ttl: conn.policy.ttl}, func(ctx context.Context) (any, error) {
-			if b.fetchHook != nil {
-				b.fetchHook()
-			}
-			var t *huawei.Task
-			err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
-				t, err = c.Task(ctx, taskID)
-				return err
-			})
-			if err != nil {
-				if unreadableTask(err) {
-					b.logger.Warn("sms task metadata refused; the task is out of every role's scope until cache_ttl passes",
-						"task_id", taskID, "error", err.Error())
-					return absentTask, nil
-				}
-				b.upstreamFailed("task", taskID, err)
-				return nil, err
-			}
-			return t, nil
+	if e := v.freshEntry(kindTask); e != nil { // the warm path: no fetch
+		if admits(r, e) {
+			return nil
+		}
+		return outOfScope(name, taskID)
+	}
+	ans, err := b.cache.fetch(ctx, taskMetaKey(taskID), epoch, cachePolicy{ttl: conn.policy.ttl}, func(ctx context.Context) (any, error) {
+		if b.fetchHook != nil {
+			b.fetchHook()
+		}
+		var t *huawei.Task
+		err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+			t, err = c.Task(ctx, taskID)
+			return err
 		})
 		if err != nil {
-			return fetchError(ctx, err)
+			if unreadableTask(err) {
+				b.logger.Warn("sms task metadata refused; the task is out of every role's scope until cache_ttl passes",
+					"task_id", taskID, "error", err.Error())
+				return absentTask, nil
+			}
+			b.upstreamFailed("task", taskID, err)
+			return nil, err
 		}
-		t = ans.value.(*huawei.Task)
+		return t, nil
+	})
+	if err != nil {
+		return fetchError(ctx, err)
 	}
+	t := ans.value.(*huawei.Task)
 	if t == absentTask || !r.allows(t) {
 		return outOfScope(name, taskID)
 	}
 	return nil
+}
+
+// admits reports whether role r allows the task of a fresh metadata entry.
+// The decision is a pure function of two immutable values: the role (an
+// update publishes a new one, and compiled roles are never changed) and the
+// entry's metadata (a fetch makes a new entry). So an entry remembers the
+// last role that it admitted, and a repeat read through that role, the
+// common case of a team reading its own task, skips the matching: the role
+// is still evaluated, by identity, on every read, and a changed role or
+// refetched metadata is matched afresh. The reference also keeps that role
+// alive, so its address cannot be reused by another.
+func admits(r *role, e *entry) bool {
+	if e.admitted.Load() == r {
+		return true
+	}
+	t := e.value.(*huawei.Task)
+	if t == absentTask || !r.allows(t) {
+		return false
+	}
+	e.admitted.Store(r)
+	return true
 }
 
 // absentTask stands, in the cache, for a task SMS will not show.

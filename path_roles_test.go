@@ -248,6 +248,21 @@ func TestRoleChangesTakeEffectOnTheNextRead(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, status, msg)
 	_, status, msg = env.read("roles/team-b/passphrase/" + taskA1)
 	require.Equal(t, http.StatusOK, status, msg)
+	_, status, msg = env.read("roles/team-b/passphrase/" + taskA1)
+	require.Equal(t, http.StatusOK, status, msg, "a repeat read, admitted by the same role")
+
+	// Narrowed again, after reads that the metadata entry remembers as
+	// admitted: the next read is refused, with no upstream call.
+	before := env.fake.Stats().Requests
+	status, msg = env.write("roles/team-b", map[string]any{"task_name_globs": []any{"team-b-*"}})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	_, status, _ = env.read("roles/team-b/passphrase/" + taskA1)
+	require.Equal(t, http.StatusForbidden, status, "a narrowed role is matched afresh")
+	status, msg = env.write("roles/team-b", map[string]any{"description": "unchanged scope"})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	_, status, _ = env.read("roles/team-b/passphrase/" + taskA1)
+	require.Equal(t, http.StatusForbidden, status)
+	require.Equal(t, before, env.fake.Stats().Requests)
 
 	status, _ = env.del("roles/team-b")
 	require.Equal(t, http.StatusNoContent, status)
@@ -264,6 +279,15 @@ func TestRoleChangesTakeEffectOnTheNextRead(t *testing.T) {
 	env.b.invalidate(context.Background(), roleStoragePrefix+"team-a")
 	_, status, msg = env.read("roles/team-a/passphrase/" + testTask)
 	require.Equal(t, http.StatusOK, status, msg)
+
+	// And narrowed by another node after this one admitted the task.
+	r = &role{TaskNameGlobs: []string{"nothing-*"}}
+	entry, err = logical.StorageEntryJSON(roleStoragePrefix+"team-a", r)
+	require.NoError(t, err)
+	require.NoError(t, env.storage.Put(context.Background(), entry))
+	env.b.invalidate(context.Background(), roleStoragePrefix+"team-a")
+	_, status, _ = env.read("roles/team-a/passphrase/" + testTask)
+	require.Equal(t, http.StatusForbidden, status)
 }
 
 func TestTaskMovedOutOfScopeDropsOutWithinTheTTLOrAtOnceAfterADelete(t *testing.T) {
