@@ -171,15 +171,10 @@ type temporary interface{ Temporary() bool }
 func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePolicy,
 	fetchFn func(context.Context) (any, error)) (answer, error) {
 	c.stats[k.kind].misses.Add(1)
-	var fallback *answer
+	var fallback *entry
 	if p.staleIfError > 0 {
 		if rec, ok := c.tasks.Peek(k.id); ok {
-			if e := rec.slots[k.kind].Load(); e != nil {
-				now := c.clock()
-				if age := now - e.fetched; age < p.keep() && e.usable(now) {
-					fallback = &answer{value: e.value, age: age}
-				}
-			}
+			fallback = rec.slots[k.kind].Load()
 		}
 	}
 
@@ -227,9 +222,14 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 		}
 		var t temporary
 		if fallback != nil && errors.As(res.Err, &t) && t.Temporary() {
-			c.stats[k.kind].staleServed.Add(1)
-			fallback.staleFor = res.Err
-			return *fallback, nil
+			// Judged when the failure is known, not when the read began:
+			// a slow failure must not carry an entry past its window or
+			// its certificate's NotAfter.
+			now := c.clock()
+			if age := now - fallback.fetched; age < p.keep() && fallback.usable(now) {
+				c.stats[k.kind].staleServed.Add(1)
+				return answer{value: fallback.value, staleFor: res.Err, age: age}, nil
+			}
 		}
 		return answer{}, res.Err
 	case <-ctx.Done():

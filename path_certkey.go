@@ -30,8 +30,11 @@ func certKeyKind(enableCA bool) kind {
 
 // certKeyFields describes every field a certkey read may return.
 func certKeyFields() map[string]*framework.FieldSchema {
+	// Every field is marked sensitive, certificates too, as Huawei's own
+	// Terraform provider does: together they are the channel's identity.
 	cert := func(desc string) *framework.FieldSchema {
-		return &framework.FieldSchema{Type: framework.TypeString, Description: desc + " (PEM), when SMS returned one."}
+		return &framework.FieldSchema{Type: framework.TypeString, Description: desc + " (PEM), when SMS returned one.",
+			DisplayAttrs: sensitive(desc)}
 	}
 	key := func(desc string) *framework.FieldSchema {
 		return &framework.FieldSchema{Type: framework.TypeString, Description: desc + " (PEM, possibly encrypted), when SMS returned one.",

@@ -342,6 +342,8 @@ func typeName(t framework.FieldType) string {
 		return "number"
 	case framework.TypeCommaStringSlice:
 		return "list of strings"
+	case framework.TypeBool:
+		return "boolean (true or false)"
 	default:
 		return "string"
 	}

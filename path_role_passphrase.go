@@ -135,7 +135,9 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	if err := b.checkScope(ctx, conn, epoch, v, r, name, taskID); err != nil {
 		return nil, err
 	}
-	return b.passphraseResponse(ctx, conn, epoch, v, taskID, nil)
+	// The scope check went upstream, which takes time: look again, so that
+	// the passphrase is judged now (its TTL, an eviction meanwhile).
+	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil)
 }
 
 // inScope is what a read needs once its task is known to be in its role's
@@ -171,7 +173,9 @@ func (b *backend) enterScope(ctx context.Context, req *logical.Request, name, ta
 	if err := b.checkScope(ctx, conn, epoch, v, r, name, taskID); err != nil {
 		return inScope{}, nil, err
 	}
-	return inScope{conn: conn, epoch: epoch, v: v}, nil, nil
+	// A new look: the scope check may have gone upstream, and what it saw
+	// may since have expired (a certificate's NotAfter) or been evicted.
+	return inScope{conn: conn, epoch: epoch, v: b.cache.view(taskID, conn.policy)}, nil, nil
 }
 
 func roleMissing(name string) error {

@@ -76,23 +76,32 @@ func (c *Client) CertKey(ctx context.Context, taskID string, enableCA bool) (ck 
 	if err := c.decode(k, ans, &body); err != nil {
 		return nil, err
 	}
+	present := 0
 	for _, f := range body.Fields() {
 		if f.Value == "" {
 			continue
 		}
+		present++
 		if problem := checkPEM(f.Value, f.Key); problem != "" {
 			return nil, c.bad(k, ans, fmt.Sprintf("answered with a %s that is not %s", f.Name, problem))
 		}
 		if !f.Key {
-			for _, na := range notAfters(f.Value) {
-				if f.Name == "cert" && body.CertNotAfter.IsZero() {
+			for i, na := range notAfters(f.Value) {
+				if f.Name == "cert" && i == 0 {
+					// The first block is the certificate itself; any
+					// other is its chain.
 					body.CertNotAfter = na
 				}
-				if body.EarliestNotAfter.IsZero() || na.Before(body.EarliestNotAfter) {
+				if !na.IsZero() && (body.EarliestNotAfter.IsZero() || na.Before(body.EarliestNotAfter)) {
 					body.EarliestNotAfter = na
 				}
 			}
 		}
+	}
+	if present == 0 {
+		// {}, null, or an error body sent with 200: serving (and caching)
+		// it would hand Agent templates empty files.
+		return nil, c.bad(k, ans, "answered without any certificate or key")
 	}
 	return &body, nil
 }
@@ -128,7 +137,20 @@ func checkPEM(v string, key bool) string {
 		if block == nil {
 			return want // not PEM, or something else around the blocks
 		}
+		// pem.Decode also skips a block it cannot read and returns the
+		// next: what it consumed must hold exactly one BEGIN line, or a
+		// broken block (anything at all, a key in a certificate field)
+		// would pass unseen.
+		if bytes.Count(rest[:len(rest)-len(next)], []byte("-----BEGIN")) != 1 {
+			return want
+		}
 		if key && !privateKeyTypes[block.Type] || !key && block.Type != "CERTIFICATE" {
+			return want
+		}
+		// Headers belong to encrypted legacy keys; in a certificate block
+		// they would carry text past this check into a field served as a
+		// certificate.
+		if !key && len(block.Headers) > 0 {
 			return want
 		}
 		blocks++
@@ -140,8 +162,9 @@ func checkPEM(v string, key bool) string {
 	return ""
 }
 
-// notAfters returns the NotAfter of every block of a certificate field that
-// parses as an X.509 certificate.
+// notAfters returns, for each block of a certificate field that checkPEM
+// accepted, its NotAfter, or the zero time when it does not parse as an
+// X.509 certificate.
 func notAfters(v string) []time.Time {
 	var out []time.Time
 	rest := []byte(v)
@@ -150,9 +173,11 @@ func notAfters(v string) []time.Time {
 		if block == nil {
 			return out
 		}
+		var na time.Time
 		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
-			out = append(out, cert.NotAfter)
+			na = cert.NotAfter
 		}
+		out = append(out, na)
 		rest = next
 	}
 }

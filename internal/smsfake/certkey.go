@@ -173,8 +173,7 @@ func (s *Server) CertKeyOf(id string) map[string]string {
 
 // certKeyFault is a certkey answer with a fault in its content. The key
 // material in it is made for the fault and belongs to no task.
-func certKeyFault(mode, taskID string) reply {
-	now := time.Now()
+func certKeyFault(mode, taskID string, now time.Time) reply {
 	notBefore, notAfter := now.Add(-time.Hour), now.Add(30*24*time.Hour)
 	if mode == FaultExpiredCert {
 		notBefore, notAfter = now.Add(-48*time.Hour), now.Add(-time.Hour)

@@ -351,7 +351,7 @@ func (s *Server) serveSMS(w http.ResponseWriter, r *http.Request, call, taskID s
 	if !fault.replaces() {
 		rep = normal(r, taskID)
 	}
-	fault.deliver(w, r, fault.apply(r, call, rep, taskID, smsError))
+	fault.deliver(w, r, fault.apply(r, call, rep, taskID, smsError, s.now()))
 }
 
 // authorized checks the request's credentials and counts the outcome; it

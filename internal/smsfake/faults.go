@@ -234,8 +234,9 @@ func (f *Fault) replaces() bool {
 }
 
 // apply turns the normal answer into the one the fault calls for.
-// errorFor builds the service's error body for a status.
-func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string, errorFor func(status int, code, msg string) reply) reply {
+// errorFor builds the service's error body for a status; now is the
+// stand-in's clock.
+func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string, errorFor func(status int, code, msg string) reply, now time.Time) reply {
 	if f == nil {
 		return normal
 	}
@@ -268,7 +269,7 @@ func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string,
 	case FaultLongPassphrase:
 		rep = jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": strings.Repeat("p", 300)})
 	case FaultMalformedPEM, FaultKeyAsCert, FaultExpiredCert:
-		rep = certKeyFault(f.Mode, taskID)
+		rep = certKeyFault(f.Mode, taskID, now)
 	case FaultUndercount:
 		rep = undercount(normal)
 	}

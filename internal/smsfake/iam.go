@@ -48,7 +48,7 @@ func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
 	if !fault.replaces() {
 		rep = s.tokenReply(r)
 	}
-	fault.deliver(w, r, fault.apply(r, callToken, rep, "", iamError))
+	fault.deliver(w, r, fault.apply(r, callToken, rep, "", iamError, s.now()))
 }
 
 func (s *Server) tokenReply(r *http.Request) reply {

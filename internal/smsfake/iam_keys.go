@@ -240,7 +240,7 @@ func (s *Server) serveIAMCall(w http.ResponseWriter, r *http.Request, call strin
 	if !fault.replaces() {
 		rep = normal(r)
 	}
-	fault.deliver(w, r, fault.apply(r, call, rep, "", iamError))
+	fault.deliver(w, r, fault.apply(r, call, rep, "", iamError, s.now()))
 }
 
 // routeCredentials serves /v3.0/OS-CREDENTIAL/credentials[/{access_key}].
