@@ -70,7 +70,7 @@ func BenchmarkCachedRead(b *testing.B) {
 	env.read(b, testTask)
 	b.ReportAllocs()
 	b.ResetTimer()
-	readLoop(b, env.b, req, b.N)
+	readLoop(b, env.b, b.N, req)
 }
 
 // readLoop is the measured loop of the cached-read benchmarks: a function
@@ -78,8 +78,9 @@ func BenchmarkCachedRead(b *testing.B) {
 // of these reads and nothing else.
 //
 //go:noinline
-func readLoop(b *testing.B, be *backend, req *logical.Request, n int) {
+func readLoop(b *testing.B, be *backend, n int, reqs ...*logical.Request) {
 	for i := 0; i < n; i++ {
+		req := reqs[i%len(reqs)]
 		req.Data = nil
 		resp, err := be.HandleRequest(context.Background(), req)
 		if err != nil || resp.Data["passphrase"] == nil {
@@ -205,25 +206,35 @@ func BenchmarkCache100k(b *testing.B) {
 // BenchmarkCachedReadViaRole is BenchmarkCachedRead through a role (scope
 // check on cached metadata, then the cached passphrase), alone, for
 // instruction counts (scripts/bench-instructions.sh). ROLE_SIZE=large uses
-// the large role of BenchmarkCachedRoleRead.
+// the large role of BenchmarkCachedRoleRead; ROLE_SIZE=alternating reads
+// through two such roles in turn, so that every read matches.
 func BenchmarkCachedReadViaRole(b *testing.B) {
 	env := newBenchEnv(b, nil)
 	data := map[string]any{"enterprise_project_ids": "0", "task_name_globs": "any-*"}
-	if os.Getenv("ROLE_SIZE") == "large" {
+	names := []string{"team-a"}
+	switch os.Getenv("ROLE_SIZE") {
+	case "large":
 		data = largeRole()
+	case "alternating":
+		data = largeRole()
+		names = append(names, "team-b")
 	}
-	resp, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation,
-		Path: "roles/team-a", Data: data, Storage: env.storage})
-	if err != nil || resp.IsError() {
-		b.Fatal(err, resp)
-	}
-	req := &logical.Request{Operation: logical.ReadOperation, Path: "roles/team-a/passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
-	if _, err := env.b.HandleRequest(context.Background(), req); err != nil {
-		b.Fatal(err)
+	var reqs []*logical.Request
+	for _, name := range names {
+		resp, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation,
+			Path: "roles/" + name, Data: data, Storage: env.storage})
+		if err != nil || resp.IsError() {
+			b.Fatal(err, resp)
+		}
+		req := &logical.Request{Operation: logical.ReadOperation, Path: "roles/" + name + "/passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
+		if _, err := env.b.HandleRequest(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+		reqs = append(reqs, req)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	readLoop(b, env.b, req, b.N)
+	readLoop(b, env.b, b.N, reqs...)
 }
 
 // BenchmarkCachedRoleRead compares, in the same process and alternating, a
@@ -232,7 +243,9 @@ func BenchmarkCachedReadViaRole(b *testing.B) {
 // both costs and their ratio; the target is at most 1.1. "simple" is a role
 // with one enterprise project and one glob; "large" is one of 30 roles,
 // with 10 enterprise projects and 20 globs, the task matching the last of
-// each.
+// each. A task's metadata remembers the last role that admitted it, so these
+// repeat reads skip the matching; "large-alternating" reads the task through
+// two large roles in turn, so that every read matches: the worst case.
 func BenchmarkCachedRoleRead(b *testing.B) {
 	write := func(env *benchEnv, name string, data map[string]any) {
 		resp, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation,
@@ -253,6 +266,13 @@ func BenchmarkCachedRoleRead(b *testing.B) {
 		}
 		benchRoleAgainstDirect(b, env, "team-29")
 	})
+	b.Run("large-alternating", func(b *testing.B) {
+		env := newBenchEnv(b, nil)
+		for r := 0; r < 30; r++ {
+			write(env, fmt.Sprintf("team-%02d", r), largeRole())
+		}
+		benchRoleAgainstDirect(b, env, "team-28", "team-29")
+	})
 }
 
 // largeRole has 10 enterprise projects and 20 globs; the benchmark task
@@ -268,13 +288,18 @@ func largeRole() map[string]any {
 	return map[string]any{"enterprise_project_ids": append(eps, "0"), "task_name_globs": append(globs, "any-*")}
 }
 
-func benchRoleAgainstDirect(b *testing.B, env *benchEnv, role string) {
-	direct := &logical.Request{Operation: logical.ReadOperation, Path: "passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
-	viaRole := &logical.Request{Operation: logical.ReadOperation, Path: "roles/" + role + "/passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}
-	batch := func(req *logical.Request, n int) time.Duration {
+// benchRoleAgainstDirect alternates batches of direct reads with batches of
+// reads through the roles, taken in turn.
+func benchRoleAgainstDirect(b *testing.B, env *benchEnv, roles ...string) {
+	direct := []*logical.Request{{Operation: logical.ReadOperation, Path: "passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"}}
+	var viaRole []*logical.Request
+	for _, role := range roles {
+		viaRole = append(viaRole, &logical.Request{Operation: logical.ReadOperation, Path: "roles/" + role + "/passphrase/" + testTask, Storage: env.storage, MountPoint: "sms/"})
+	}
+	batch := func(reqs []*logical.Request, n int) time.Duration {
 		start := time.Now()
 		for i := 0; i < n; i++ {
-			resp, err := env.b.HandleRequest(context.Background(), req)
+			resp, err := env.b.HandleRequest(context.Background(), reqs[i%len(reqs)])
 			if err != nil || resp.Data["passphrase"] == nil {
 				b.Fatal(err, resp)
 			}
