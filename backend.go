@@ -73,6 +73,9 @@ type connection struct {
 	cfg    *smsConfig
 	client *huawei.Client
 	policy cachePolicy
+	// storage is where cfg was loaded from, for a read that finds its
+	// credential refused to look for a rotation another node stored.
+	storage logical.Storage
 	// epoch is the cache epoch once this connection was in place: answers
 	// fetched with it may be stored under it (see readEpoch).
 	epoch uint64
@@ -215,7 +218,7 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	c, err := b.newConnection(cfg)
+	c, err := b.newConnection(cfg, s)
 	if err != nil {
 		return nil, err
 	}
@@ -229,33 +232,41 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 	return c, nil
 }
 
-func (b *backend) newConnection(cfg *smsConfig) (*connection, error) {
+func (b *backend) newConnection(cfg *smsConfig, s logical.Storage) (*connection, error) {
 	// Built without the request's context: the client outlives this request.
 	client, err := newClient(cfg, &b.stats.requests, b.now, b.logger)
 	if err != nil {
 		return nil, fmt.Errorf("building the SMS client from the stored config: %w", err)
 	}
 	b.cache.resize(cfg.CacheMaxEntries)
-	return &connection{cfg: cfg, client: client, policy: cachePolicy{ttl: cfg.CacheTTL, staleIfError: cfg.StaleIfError}}, nil
+	return &connection{cfg: cfg, client: client, policy: cachePolicy{ttl: cfg.CacheTTL, staleIfError: cfg.StaleIfError}, storage: s}, nil
 }
 
 // swapConnection replaces the connection after a rotation, keeping the
 // cache: the answers cached are as valid as before. Reads in flight finish
-// with the old client (or retry once with the new one, see withClient);
-// it is closed once they must have ended.
-func (b *backend) swapConnection(cfg *smsConfig) error {
-	c, err := b.newConnection(cfg)
+// with the old client (or retry with the new one, see withRetryOnRotation);
+// it is closed once they must have ended. When expect is not nil, the swap
+// happens only if expect is still the connection; the one in place is
+// returned either way.
+func (b *backend) swapConnection(cfg *smsConfig, s logical.Storage, expect *connection) (*connection, error) {
+	c, err := b.newConnection(cfg, s)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	old := b.conn.Load()
+	if expect != nil && old != expect {
+		c.client.Close()
+		return old, nil
+	}
 	c.epoch = b.cache.currentEpoch()
-	if old := b.conn.Swap(c); old != nil {
+	b.conn.Store(c)
+	if old != nil {
 		time.AfterFunc(2*old.cfg.RequestTimeout, old.client.Close)
 	}
 	b.generation = cfg.Generation
-	return nil
+	return c, nil
 }
 
 // reset is the one place that drops everything derived from the config: the

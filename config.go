@@ -1,7 +1,9 @@
 package sms
 
 import (
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"math"
@@ -95,9 +97,11 @@ type smsConfig struct {
 	// CredentialsSetAt is when a person last wrote the credentials: the
 	// schedule counts from there until the first rotation.
 	CredentialsSetAt time.Time `json:"credentials_set_at,omitempty"`
-	// Generation is bumped by every config write but a rotation's: answers
+	// Generation changes with every config write but a rotation's: answers
 	// cached under one generation are dropped when another is loaded, on
-	// this node or another, while a rotation drops nothing users see.
+	// this node or another, while a rotation drops nothing users see. It is
+	// random, not a counter, so that a config deleted and written again
+	// cannot take the generation of the one before.
 	Generation uint64 `json:"generation"`
 
 	CacheTTL        time.Duration `json:"cache_ttl"`
@@ -316,6 +320,9 @@ func (c *smsConfig) validate() []string {
 	}
 	if c.RotationPeriod != 0 && (c.RotationPeriod < minRotationPeriod || c.RotationPeriod > maxRotationPeriod) {
 		fail("rotation_period must be 0 (off) or between %s and %s", minRotationPeriod, maxRotationPeriod)
+	} else if c.RotationPeriod != 0 && !c.rotatable() {
+		// The schedule would fail at every attempt, forever.
+		fail("rotation_period needs a credential that can be rotated: a permanent access key (no security_token) or the password method")
 	}
 	if c.PasswordPolicy != "" && !policyNamePattern.MatchString(c.PasswordPolicy) {
 		fail("password_policy must name a Vault password policy: 1 to 128 letters, digits, '-', '_' or '.'")
@@ -461,6 +468,18 @@ func checkPrintable(s string, max int) error {
 	return nil
 }
 
+// rotatable reports whether rotate-root can replace the credentials: a
+// token and temporary keys expire on their own instead.
+func (c *smsConfig) rotatable() bool {
+	switch c.authMethod() {
+	case authMethodAccessKey:
+		return c.SecurityToken == ""
+	case authMethodPassword:
+		return true
+	}
+	return false
+}
+
 // rotationDue is when the schedule next rotates the credentials, or the zero
 // time when there is no schedule.
 func (c *smsConfig) rotationDue() time.Time {
@@ -472,4 +491,18 @@ func (c *smsConfig) rotationDue() time.Time {
 		from = c.CredentialsSetAt
 	}
 	return from.Add(c.RotationPeriod)
+}
+
+// newGeneration returns a random generation other than the previous one
+// (and other than 0, which no config has).
+func newGeneration(prev uint64) uint64 {
+	for {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err) // crypto/rand does not fail on supported platforms
+		}
+		if g := binary.LittleEndian.Uint64(b[:]); g != 0 && g != prev {
+			return g
+		}
+	}
 }

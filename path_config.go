@@ -286,7 +286,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse("invalid configuration: " + strings.Join(problems, "; ")), nil
 	}
 
-	cfg.Generation++
+	cfg.Generation = newGeneration(cfg.Generation)
 	if stored == nil || stored.authMethod() != cfg.authMethod() || anyWritten(req.Data, secretFields) {
 		cfg.CredentialsSetAt = b.now().UTC()
 	}

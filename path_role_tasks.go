@@ -88,7 +88,11 @@ pages:
 				complete = false // SMS serves no deeper page
 				break
 			}
-			page, err := conn.client.ListTasks(ctx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
+			var page *huawei.TaskPage
+			err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+				page, err = c.ListTasks(ctx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
+				return err
+			})
 			if err != nil {
 				b.upstreamFailed("task list", "", err)
 				return nil, fetchError(ctx, err)

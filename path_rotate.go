@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/mitchellh/mapstructure"
 
@@ -25,16 +24,28 @@ const (
 	walKindPassword  = "password_rotation"
 	// walRollbackMinAge is how old a rotation's write-ahead log entry must
 	// be before Vault's rollback (about once a minute) treats it as left by
-	// a crash. It can be short: on this node a rollback waits for configMu,
-	// which a rotation holds from start to end, so it never undoes a
-	// rotation still running; on another node, a rotation can only be
-	// running on a node that is gone.
+	// a crash. It can be short: a rotation ends within rotationBound +
+	// cleanupBound, well before its entry is this old, so a rollback never
+	// undoes a rotation still running, on any node (and on this node it
+	// waits for configMu, which a rotation holds from start to end).
 	walRollbackMinAge = time.Minute
+	// rotationBound bounds a rotation's work up to storing the new
+	// credential; cleanupBound what follows (storing, deleting the old key,
+	// or undoing a failed step), which a caller that goes away does not
+	// interrupt. Together well under Vault's request timeout (90 s by
+	// default) and walRollbackMinAge.
+	rotationBound = 35 * time.Second
+	cleanupBound  = 10 * time.Second
 	// keyCheckBound bounds the retries of the check that a new key works:
-	// IAM may take a few seconds to accept it. Well under Vault's request
-	// timeout (90 s by default).
-	keyCheckBound = 30 * time.Second
+	// IAM may take a few seconds to accept it.
+	keyCheckBound = 25 * time.Second
 	keyCheckEvery = time.Second
+	// A read whose credential was refused is retried with the rotated one
+	// at most this many times (rotations in quick succession).
+	maxRotationRetries = 3
+	// The engine's generator makes passwords of the most characters IAM
+	// allows, so that every account's minimum length is met.
+	generatedPasswordLength = 32
 	// A failed scheduled rotation is tried again after this, doubling up to
 	// maxRotationBackoff: never a hot loop against IAM.
 	firstRotationBackoff = time.Minute
@@ -101,7 +112,7 @@ func (e *rotationError) Error() string {
 }
 
 func (b *backend) pathRotateRoot(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	res, err := b.rotateRoot(ctx, req.Storage)
+	res, err := b.rotateRoot(ctx, req.Storage, false)
 	if err != nil {
 		var re *rotationError
 		if errors.As(err, &re) {
@@ -120,8 +131,10 @@ func (b *backend) pathRotateRoot(ctx context.Context, req *logical.Request, _ *f
 }
 
 // rotateRoot rotates the configured credential. One rotation (or config
-// write) at a time.
-func (b *backend) rotateRoot(ctx context.Context, s logical.Storage) (*rotationResult, error) {
+// write) at a time. A scheduled rotation that finds, once it holds the lock,
+// that the credential is no longer due (another rotation ran while it
+// waited) does nothing and returns nil, nil.
+func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, scheduled bool) (*rotationResult, error) {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 	defer b.rotation.start()()
@@ -131,6 +144,11 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage) (*rotationR
 	}
 	if cfg == nil {
 		return nil, &rotationError{status: http.StatusBadRequest, step: "read the config", err: errors.New("the engine is not configured")}
+	}
+	if scheduled {
+		if due := cfg.rotationDue(); due.IsZero() || b.now().Before(due) {
+			return nil, nil
+		}
 	}
 	switch cfg.authMethod() {
 	case authMethodAccessKey:
@@ -166,6 +184,13 @@ type accessKeyWAL struct {
 }
 
 func (b *backend) rotateAccessKey(ctx context.Context, s logical.Storage, cfg *smsConfig) (*rotationResult, error) {
+	// cleanup outlives the caller (a rotation half done is finished or
+	// undone, whoever goes away) but not the bound.
+	cleanup, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), rotationBound+cleanupBound)
+	defer cancelCleanup()
+	ctx, cancel := context.WithTimeout(ctx, rotationBound)
+	defer cancel()
+
 	client, err := b.rotationClient(ctx, s)
 	if err != nil {
 		return nil, err
@@ -204,10 +229,10 @@ func (b *backend) rotateAccessKey(ctx context.Context, s logical.Storage, cfg *s
 	if err != nil {
 		left := "no key was created"
 		if isRefusal(err) || badRequest(err) {
-			_ = framework.DeleteWAL(ctx, s, walID)
+			_ = framework.DeleteWAL(cleanup, s, walID)
 		} else {
 			// IAM may have created the key and lost its answer.
-			left = b.undoAccessKey(ctx, s, walID, wal, "")
+			left = b.undoAccessKey(cleanup, s, walID, wal, "")
 		}
 		if strings.Contains(err.Error(), huawei.ErrKeyLimit) {
 			return nil, &rotationError{status: http.StatusBadRequest, step: "create a new access key", err: err, left: left}
@@ -218,30 +243,53 @@ func (b *backend) rotateAccessKey(ctx context.Context, s logical.Storage, cfg *s
 	next := cfg.clone()
 	next.AccessKey, next.SecretKey = newAccess, secret(newSecret)
 	if err := b.checkNewKey(ctx, next); err != nil {
-		return nil, fail("check that the new access key works", err, b.undoAccessKey(ctx, s, walID, wal, newAccess))
+		return nil, fail("check that the new access key works", err, b.undoAccessKey(cleanup, s, walID, wal, newAccess))
 	}
 	next.LastRotated = b.now().UTC()
-	if err := storeConfig(ctx, s, next); err != nil {
-		return nil, fail("store the new access key", err, b.undoAccessKey(ctx, s, walID, wal, newAccess))
+	if err := storeConfig(cleanup, s, next); err != nil {
+		return nil, fail("store the new access key", err, b.undoAccessKey(cleanup, s, walID, wal, newAccess))
 	}
-	if err := b.swapConnection(next); err != nil {
+	if _, err := b.swapConnection(next, s, nil); err != nil {
 		b.dropConnection() // the next read builds it from storage
 	}
 	res := &rotationResult{method: authMethodAccessKey, accessKey: newAccess, at: next.LastRotated}
-	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
-		b.logger.Warn("rotation: could not remove its write-ahead log entry; the rollback will find nothing to undo", "error", err.Error())
-	}
 	// The old key goes last, with the new one: until now it kept working.
-	newClient, err := b.rotationClient(ctx, s)
-	if err == nil {
-		err = newClient.DeleteAccessKey(ctx, cfg.AccessKey)
-	}
-	if err != nil {
-		res.warnings = append(res.warnings, fmt.Sprintf(
-			"the new key is stored and in use, but deleting the old key %s failed (%v): delete it in IAM", cfg.AccessKey, err))
+	// The log entry stays until the old key is gone, so that if deleting it
+	// fails, or the process dies first, the rollback deletes it.
+	if left := b.deleteReplacedKey(cleanup, s, owner.UserID, cfg.AccessKey); left != "" {
+		res.warnings = append(res.warnings, left)
+	} else if err := framework.DeleteWAL(cleanup, s, walID); err != nil {
+		b.logger.Warn("rotation: could not remove its write-ahead log entry; the rollback will find nothing to undo", "error", err.Error())
 	}
 	b.logger.Info("root credential rotated", "auth_method", authMethodAccessKey, "access_key", newAccess)
 	return res, nil
+}
+
+// deleteReplacedKey deletes the key a rotation replaced, with the new one,
+// and checks that IAM no longer lists it. It returns "" when the key is
+// gone, or else a warning for the operator.
+func (b *backend) deleteReplacedKey(ctx context.Context, s logical.Storage, userID, old string) string {
+	retry := fmt.Sprintf("the engine tries again within %s (write-ahead log rollback), or delete it in IAM", walRollbackMinAge+time.Minute)
+	client, err := b.rotationClient(ctx, s)
+	if err == nil {
+		err = client.DeleteAccessKey(ctx, old)
+	}
+	if err != nil {
+		return fmt.Sprintf("the new key is stored and in use, but deleting the old key %s failed (%v): %s", old, err, retry)
+	}
+	keys, err := client.ListAccessKeys(ctx, userID)
+	if err != nil {
+		b.logger.Warn("rotation: could not check that IAM deleted the old access key; the rollback checks again",
+			"access_key", old, "error", err.Error())
+		return fmt.Sprintf("the new key is stored and in use, and IAM accepted the deletion of the old key %s, "+
+			"but listing the user's keys to confirm it failed (%v): %s", old, err, retry)
+	}
+	for _, k := range keys {
+		if k.Access == old {
+			return fmt.Sprintf("the new key is stored and in use, and IAM accepted the deletion of the old key %s but still lists it: %s", old, retry)
+		}
+	}
+	return ""
 }
 
 // checkNewKey calls IAM with the new key until it works (IAM may take a few
@@ -296,7 +344,12 @@ func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal 
 		return err
 	}
 	if cfg == nil || cfg.authMethod() != authMethodAccessKey {
-		return nil // no key to sign with, and none the config could lose
+		// No key to sign with, and none the config could lose: what the
+		// rotation left can only be named, for a person to delete.
+		b.logger.Warn("rotation rollback: the config was deleted or no longer holds an access key, so the engine cannot clean up; "+
+			"in IAM, delete any access key of this user whose description holds the marker, and the old key if it still exists",
+			"iam_user_id", wal.UserID, "marker", rotationKeyMarker+wal.Marker, "old_access_key", wal.OldAccessKey)
+		return nil
 	}
 	client, err := b.rotationClient(ctx, s)
 	if err != nil {
@@ -326,6 +379,11 @@ type passwordWAL struct {
 }
 
 func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *smsConfig) (*rotationResult, error) {
+	cleanup, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), rotationBound+cleanupBound)
+	defer cancelCleanup()
+	ctx, cancel := context.WithTimeout(ctx, rotationBound)
+	defer cancel()
+
 	client, err := b.rotationClient(ctx, s)
 	if err != nil {
 		return nil, err
@@ -345,39 +403,77 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 	if err != nil {
 		return nil, fail("record the rotation in the write-ahead log", err, "nothing was changed")
 	}
+	// From the change on, IAM refuses the old password: no login with it
+	// (each would count towards the user's lockout). The token held keeps
+	// reads going until IAM revokes it.
+	if err := client.RetireLogins(ctx); err != nil {
+		_ = framework.DeleteWAL(cleanup, s, walID)
+		return nil, fail("wait for logins in flight", err, "nothing was changed")
+	}
 	if err := client.ChangePassword(ctx, userID, cfg.Password, secret(pw)); err != nil {
 		if isRefusal(err) || badRequest(err) {
-			_ = framework.DeleteWAL(ctx, s, walID)
+			client.ResumeLogins()
+			_ = framework.DeleteWAL(cleanup, s, walID)
 			return nil, fail("change the IAM user's password", err, "IAM refused the change; the configured password is unchanged")
 		}
-		// Unknown whether IAM changed it: the rollback finds out (by
-		// logging in with the new one) and stores whichever works.
-		return nil, fail("change the IAM user's password", err, fmt.Sprintf(
-			"IAM may have changed the password; the engine stores the one that works within %s (write-ahead log rollback)",
-			walRollbackMinAge+time.Minute))
+		// Unknown whether IAM changed it: a login with the new one tells.
+		works, probeErr := b.passwordWorks(cleanup, cfg, pw)
+		switch {
+		case works: // IAM took it and lost its answer: carry on.
+		case probeErr == nil:
+			client.ResumeLogins()
+			_ = framework.DeleteWAL(cleanup, s, walID)
+			return nil, fail("change the IAM user's password", err, "IAM did not take the new password; the configured password is unchanged")
+		default:
+			client.ResumeLogins()
+			return nil, fail("change the IAM user's password", err, fmt.Sprintf(
+				"IAM may have changed the password; the engine stores the one that works within %s (write-ahead log rollback)",
+				walRollbackMinAge+time.Minute))
+		}
 	}
 	next := cfg.clone()
 	next.Password, next.LastRotated = secret(pw), b.now().UTC()
+	// In use at once, before it is stored: IAM takes no other now. The new
+	// client logs in afresh (the change revoked the old token).
+	if _, err := b.swapConnection(next, s, nil); err != nil {
+		b.dropConnection()
+	}
 	var storeErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		if storeErr = storeConfig(ctx, s, next); storeErr == nil {
+		if storeErr = storeConfig(cleanup, s, next); storeErr == nil {
 			break
 		}
 	}
 	if storeErr != nil {
 		return nil, fail("store the new password", storeErr, fmt.Sprintf(
-			"IAM has the new password and the engine could not store it: reads fail until the write-ahead log rollback stores it (within %s)",
-			walRollbackMinAge+time.Minute))
+			"IAM has the new password and this node uses it, but it could not be stored: the write-ahead log rollback stores it within %s; "+
+				"until then other nodes, or this one after a restart, cannot log in", walRollbackMinAge+time.Minute))
 	}
-	// The new client logs in afresh: the change revoked the old token.
-	if err := b.swapConnection(next); err != nil {
-		b.dropConnection()
-	}
-	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+	if err := framework.DeleteWAL(cleanup, s, walID); err != nil {
 		b.logger.Warn("rotation: could not remove its write-ahead log entry; the rollback will find nothing to undo", "error", err.Error())
 	}
 	b.logger.Info("root credential rotated", "auth_method", authMethodPassword)
 	return &rotationResult{method: authMethodPassword, at: next.LastRotated}, nil
+}
+
+// passwordWorks logs in with cfg's user and pw: true when IAM takes it,
+// false with a nil error when IAM refuses it, and an error when IAM could
+// not say.
+func (b *backend) passwordWorks(ctx context.Context, cfg *smsConfig, pw string) (bool, error) {
+	candidate := cfg.clone()
+	candidate.Password = secret(pw)
+	client, err := newClient(candidate, nil, b.now, b.logger)
+	if err != nil {
+		return false, err
+	}
+	defer client.Close()
+	if _, err := client.UserID(ctx); err != nil {
+		if isRefusal(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 // rollbackPassword stores the rotation's new password if IAM has it (it
@@ -392,19 +488,15 @@ func (b *backend) rollbackPassword(ctx context.Context, s logical.Storage, wal p
 	if cfg == nil || cfg.authMethod() != authMethodPassword || string(cfg.Password) == wal.Password {
 		return nil
 	}
-	candidate := cfg.clone()
-	candidate.Password = secret(wal.Password)
-	client, err := newClient(candidate, nil, b.now, b.logger)
+	works, err := b.passwordWorks(ctx, cfg, wal.Password)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	if _, err := client.UserID(ctx); err != nil {
-		if isRefusal(err) {
-			return nil // IAM never took the new password: the config's stands
-		}
-		return err
+	if !works {
+		return nil // IAM never took the new password: the config's stands
 	}
+	candidate := cfg.clone()
+	candidate.Password = secret(wal.Password)
 	candidate.LastRotated = b.now().UTC()
 	if err := storeConfig(ctx, s, candidate); err != nil {
 		return err
@@ -417,6 +509,11 @@ func (b *backend) rollbackPassword(ctx context.Context, s logical.Storage, wal p
 // walRollback is called by Vault for write-ahead log entries older than
 // walRollbackMinAge: rotations a crash interrupted.
 func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
+	if !b.writeSafe() {
+		// A performance standby or secondary: its view of the config may
+		// lag, and only the node that rotates may undo. The entry stays.
+		return logical.ErrReadOnly
+	}
 	switch kind {
 	case walKindAccessKey:
 		var wal accessKeyWAL
@@ -468,7 +565,7 @@ func (b *backend) newPassword(ctx context.Context, cfg *smsConfig) (string, erro
 		return pw, nil
 	}
 	for {
-		pw := generatePassword(24)
+		pw := generatePassword(generatedPasswordLength)
 		if checkHuaweiPassword(pw, cfg.Username, string(cfg.Password)) == "" {
 			return pw, nil
 		}
@@ -484,36 +581,35 @@ const (
 	specialChars = "!#%+,-.:=@^_~"
 )
 
-// generatePassword returns n characters from crypto/rand, at least one of
-// each class, so that every account password policy (2 to 4 classes) accepts
-// it.
+// generatePassword returns n characters from crypto/rand with at least one
+// of each class, so that every account password policy (2 to 4 classes)
+// accepts it, and no character twice in a row (policies can limit
+// consecutive identical characters). Drawn uniformly and redrawn until both
+// hold, which takes about two draws at 32 characters.
 func generatePassword(n int) string {
 	classes := []string{upperChars, lowerChars, digitChars, specialChars}
 	all := strings.Join(classes, "")
-	pick := func(set string) byte {
-		i, err := rand.Int(rand.Reader, big.NewInt(int64(len(set))))
-		if err != nil {
-			panic(err)
-		}
-		return set[i.Int64()]
-	}
+	max := big.NewInt(int64(len(all)))
 	out := make([]byte, n)
-	for i := range out {
-		if i < len(classes) {
-			out[i] = pick(classes[i])
-		} else {
-			out[i] = pick(all)
+	for {
+		for i := range out {
+			j, err := rand.Int(rand.Reader, max)
+			if err != nil {
+				panic(err) // crypto/rand does not fail on supported platforms
+			}
+			out[i] = all[j.Int64()]
+		}
+		ok := true
+		for i := 1; i < n && ok; i++ {
+			ok = out[i] != out[i-1]
+		}
+		for _, set := range classes {
+			ok = ok && strings.ContainsAny(string(out), set)
+		}
+		if ok {
+			return string(out)
 		}
 	}
-	// Shuffle, so that the classes are not always in front.
-	for i := len(out) - 1; i > 0; i-- {
-		j, err := rand.Int(rand.Reader, big.NewInt(int64(i+1)))
-		if err != nil {
-			panic(err)
-		}
-		out[i], out[j.Int64()] = out[j.Int64()], out[i]
-	}
-	return string(out)
 }
 
 // checkHuaweiPassword applies IAM's rules (the reference's): 6 to 32
@@ -599,10 +695,8 @@ func (r *rotationState) lastError() string {
 // runs from Vault's periodic function, on the active node only; after a
 // failure it waits a backoff before trying again.
 func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage) {
-	if sys := b.System(); sys != nil {
-		if st := sys.ReplicationState(); st.HasState(consts.ReplicationPerformanceSecondary) || st.HasState(consts.ReplicationPerformanceStandby) {
-			return // the primary's active node rotates; its config replicates here
-		}
+	if !b.writeSafe() {
+		return // the node that writes this mount's storage rotates; the config reaches this one
 	}
 	cfg, err := loadConfig(ctx, s)
 	if err != nil || cfg == nil {
@@ -620,7 +714,7 @@ func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage) {
 	}
 	b.rotation.mu.Unlock()
 
-	res, err := b.rotateRoot(ctx, s)
+	res, err := b.rotateRoot(ctx, s, true)
 
 	b.rotation.mu.Lock()
 	defer b.rotation.mu.Unlock()
@@ -637,21 +731,47 @@ func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage) {
 		return
 	}
 	b.rotation.backoff, b.rotation.retryAt, b.rotation.lastErr = 0, time.Time{}, ""
+	if res == nil {
+		return // rotated meanwhile, by another caller
+	}
 	for _, w := range res.warnings {
 		b.logger.Warn("scheduled root-credential rotation", "warning", w)
 	}
 }
 
+// writeSafe reports whether this node may write the mount's storage and
+// act upstream on its behalf: not a performance standby or secondary (the
+// SDK's rule; a local mount on a secondary is its own).
+func (b *backend) writeSafe() bool {
+	if b.System() == nil {
+		return true
+	}
+	return b.WriteSafeReplicationState()
+}
+
 // withRetryOnRotation runs call with the read's client and, when the
 // upstream refused that client's credential and a rotation has since
-// replaced the connection, once more with the new one: a read in flight
-// during a rotation does not fail because of it.
+// replaced it, again with the new one: a read in flight during a rotation
+// (or several in quick succession) does not fail because of it.
 func (b *backend) withRetryOnRotation(conn *connection, call func(*huawei.Client) error) error {
 	err := call(conn.client)
-	if err == nil || !isRefusal(err) {
-		return err
+	for tries := 0; tries < maxRotationRetries && err != nil && isRefusal(err); tries++ {
+		next := b.rotatedConnection(conn)
+		if next == nil {
+			return err
+		}
+		conn = next
+		err = call(conn.client)
 	}
-	// Between IAM taking the new password (which revokes the old token) and
+	return err
+}
+
+// rotatedConnection returns the connection that replaced conn after a
+// rotation, or nil when there is none: a rotation running on this node is
+// waited for; one another node stored is loaded from storage, as its
+// Invalidate would.
+func (b *backend) rotatedConnection(conn *connection) *connection {
+	// Between IAM taking a new password (which revokes the old token) and
 	// the new connection, nothing works: wait for the rotation to end.
 	if done := b.rotation.running(); done != nil {
 		t := time.NewTimer(conn.cfg.RequestTimeout)
@@ -659,12 +779,29 @@ func (b *backend) withRetryOnRotation(conn *connection, call func(*huawei.Client
 		select {
 		case <-done:
 		case <-t.C:
-			return err
+			return nil
 		}
 	}
 	cur := b.conn.Load()
-	if cur == nil || cur == conn || cur.cfg.Generation != conn.cfg.Generation {
-		return err
+	if cur == conn && conn.storage != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), conn.cfg.RequestTimeout)
+		defer cancel()
+		stored, err := loadConfig(ctx, conn.storage)
+		if err != nil || stored == nil || stored.Generation != conn.cfg.Generation || sameCredentials(stored, conn.cfg) {
+			return nil
+		}
+		if cur, err = b.swapConnection(stored, conn.storage, conn); err != nil {
+			return nil
+		}
 	}
-	return call(cur.client)
+	if cur == nil || cur == conn || cur.cfg.Generation != conn.cfg.Generation {
+		return nil
+	}
+	return cur
+}
+
+// sameCredentials reports whether two configs hold the same credentials.
+func sameCredentials(a, b *smsConfig) bool {
+	return a.Token == b.Token && a.AccessKey == b.AccessKey && a.SecretKey == b.SecretKey &&
+		a.SecurityToken == b.SecurityToken && a.Username == b.Username && a.Password == b.Password
 }

@@ -296,12 +296,36 @@ func TestRotatePasswordFromAVaultPasswordPolicy(t *testing.T) {
 	require.Equal(t, "Policy-Made-Pass-4711", env.fake.Password(testDomain, testUser), "nothing was changed")
 }
 
-func TestPasswordChangeWhoseAnswerIsLostIsRolledForward(t *testing.T) {
+// IAM changed the password and its answer was lost: a login with the new
+// one tells, and the rotation carries on.
+func TestPasswordChangeWhoseAnswerIsLostIsFoundOut(t *testing.T) {
 	env, _ := newRotationEnv(t, nil)
 	env.configurePassword(map[string]any{"max_retries": 0})
 	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "change-password",
 		Status: 204, Body: smsfake.BodyDrop, Times: 1}))
 	_, status, msg := env.rotate()
+	require.Equal(t, http.StatusOK, status, env.safe(msg))
+	cfg, err := loadConfig(context.Background(), env.storage)
+	require.NoError(t, err)
+	require.Equal(t, env.fake.Password(testDomain, testUser), string(cfg.Password), "the password IAM has is stored")
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, env.safe(msg))
+	wals, _ := env.storage.List(context.Background(), "wal/")
+	require.Empty(t, wals)
+}
+
+// The same when IAM cannot say either (its login fails too): the rollback
+// finds out later and stores the password IAM has.
+func TestPasswordChangeWhoseAnswerIsLostIsRolledForward(t *testing.T) {
+	env, _ := newRotationEnv(t, nil)
+	env.configurePassword(map[string]any{"max_retries": 0})
+	_, status, msg := env.readPassphrase(testTask) // a token held: the change needs one
+	require.Equal(t, http.StatusOK, status, msg)
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "change-password",
+		Status: 204, Body: smsfake.BodyDrop, Times: 1}))
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "token",
+		Status: 503, Times: 1}))
+	_, status, msg = env.rotate()
 	require.Equal(t, http.StatusBadGateway, status, msg)
 	require.Contains(t, msg, "IAM may have changed the password")
 	require.NotEqual(t, testPassword, env.fake.Password(testDomain, testUser), "IAM did change it")

@@ -54,6 +54,11 @@ type tokenSource struct {
 	refusedTill time.Time // no login before this
 	backoff     time.Duration
 	userID      string // token.user.id of the last token
+	retired     bool   // the password is being replaced: no login with it
+
+	// fetching is held, shared, by every login in flight; retire takes it
+	// to wait for them.
+	fetching sync.RWMutex
 }
 
 func newTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
@@ -103,13 +108,17 @@ func (s *tokenSource) current(ctx context.Context) (string, error) {
 		token := s.token
 		// A remembered refusal holds renewals back too: every failed login
 		// brings the user closer to IAM's lockout, token held or not.
-		refused := s.refusal != nil && now.Before(s.refusedTill)
+		refused := s.refusal != nil && now.Before(s.refusedTill) || s.retired
 		if !now.Before(s.renewAt) && !s.renewing && !now.Before(s.nextRenewal) && !refused {
 			s.renewing = true
 			go s.renewAhead()
 		}
 		s.mu.Unlock()
 		return token, nil
+	}
+	if s.retired {
+		s.mu.Unlock()
+		return "", errRetired()
 	}
 	if s.refusal != nil && now.Before(s.refusedTill) {
 		e := *s.refusal
@@ -154,9 +163,47 @@ func (s *tokenSource) renewAhead() {
 // fetchDetached runs one IAM call bounded by the client's timeout and
 // lifetime, not by the caller that started it: the others wait for it too.
 func (s *tokenSource) fetchDetached() (any, error) {
+	s.fetching.RLock()
+	defer s.fetching.RUnlock()
+	s.mu.Lock()
+	retired := s.retired
+	s.mu.Unlock()
+	if retired {
+		return nil, errRetired()
+	}
 	ctx, cancel := context.WithTimeout(s.c.ctx, s.c.timeout)
 	defer cancel()
 	return s.fetch(ctx)
+}
+
+func errRetired() *Error {
+	return &Error{Kind: KindRefused, Service: "IAM",
+		Detail: "was not asked for a token: a rotation is replacing the password, and a login with the old one would count towards IAM's lockout"}
+}
+
+// retire stops logins with the password, and waits for any in flight to
+// end: once IAM has a new password, every login with the old one fails and
+// counts towards the user's lockout. The token held stays in use until IAM
+// revokes it.
+func (s *tokenSource) retire(ctx context.Context) error {
+	s.mu.Lock()
+	s.retired = true
+	s.mu.Unlock()
+	for !s.fetching.TryLock() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	s.fetching.Unlock()
+	return nil
+}
+
+func (s *tokenSource) resume() {
+	s.mu.Lock()
+	s.retired = false
+	s.mu.Unlock()
 }
 
 type iamTokenRequest struct {
@@ -294,6 +341,25 @@ func visibleASCII(s string, max int) bool {
 		}
 	}
 	return true
+}
+
+// RetireLogins stops the client from logging in to IAM with its password
+// (the password method; a no-op otherwise), once any login in flight has
+// ended: a rotation calls it before changing the password. Calls that need
+// a new token then fail with a KindRefused error without asking IAM.
+func (c *Client) RetireLogins(ctx context.Context) error {
+	if c.tokens == nil {
+		return nil
+	}
+	return c.tokens.retire(ctx)
+}
+
+// ResumeLogins undoes RetireLogins, after a password change that IAM
+// refused.
+func (c *Client) ResumeLogins() {
+	if c.tokens != nil {
+		c.tokens.resume()
+	}
 }
 
 // Renewing reports whether a background renewal of the IAM token is running,
