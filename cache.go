@@ -195,6 +195,18 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 		ch = res
 	} else {
 		f := c.flights[k]
+		if f == nil && p.ttl > 0 {
+			// A flight may have stored its answer and ended between this
+			// reader's miss and now: take that answer rather than ask again.
+			if rec, ok := c.tasks.Peek(k.id); ok {
+				if e := rec.slots[k.kind].Load(); e != nil {
+					if now := c.clock(); now-e.fetched < p.ttl && e.usable(now) {
+						c.mu.Unlock()
+						return answer{value: e.value}, nil
+					}
+				}
+			}
+		}
 		if f == nil {
 			c.nextFlight++
 			f = &flight{id: c.nextFlight}

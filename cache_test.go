@@ -58,6 +58,33 @@ func TestAnswerFetchedBeforeAFlushIsNotStored(t *testing.T) {
 	require.Equal(t, 1, c.len())
 }
 
+// A reader that missed just before another reader's fetch stored its answer
+// and ended reaches fetch with nothing in flight: it takes the stored
+// answer instead of asking SMS again (seen as 1,001 upstream requests for
+// 1,000 tasks under load).
+func TestReaderThatMissedJustBeforeAStoreTakesTheStoredAnswer(t *testing.T) {
+	c := newTestCache(newFakeClock())
+	policy := cachePolicy{ttl: time.Minute}
+	v := c.view("t", policy)
+	_, ok := v.fresh(kindPassphrase)
+	require.False(t, ok, "the late reader misses")
+	_, err := cacheGet(c, "t", c.currentEpoch(), policy, value("first"))
+	require.NoError(t, err)
+
+	ans, err := c.fetch(context.Background(), passphraseKey("t"), c.currentEpoch(), policy, func(context.Context) (any, error) {
+		t.Error("asked upstream again")
+		return "second", nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, "first", ans.value)
+
+	// Not an expired entry, though, and not after an eviction.
+	c.evictTask("t")
+	ans, err = c.fetch(context.Background(), passphraseKey("t"), c.currentEpoch(), policy, value("after-evict"))
+	require.NoError(t, err)
+	require.Equal(t, "after-evict", ans.value)
+}
+
 func TestReadThatLoadedAnOldConfigIsAnsweredButNotStored(t *testing.T) {
 	c := newTestCache(newFakeClock())
 	policy := cachePolicy{ttl: time.Minute}
