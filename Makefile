@@ -2,7 +2,7 @@
 #   make dev     build everything, start the SMS stand-in and a Vault dev server with the plugin
 #   make test    unit tests (with -race) and the integration suite on a real Vault server
 #   make bench   engine benchmarks and the end-to-end benchmark against Vault baselines
-#   make release-snapshot  release archives, sums and SBOMs of this commit in dist/
+#   make release-snapshot  release archives, sums and SBOMs of this commit in dist/snapshot/
 
 SHELL        := /usr/bin/env bash
 MODULE       := github.com/sms-vault/vault-plugin-secrets-sms
@@ -72,7 +72,8 @@ vet:
 	go vet -tags integration ./integration/...
 
 # --- releases (.goreleaser.yaml, run by scripts/goreleaser.sh, which builds
-# the pinned GoReleaser and cyclonedx-gomod into .cache/bin first)
+# the pinned GoReleaser, cyclonedx-gomod and cyclonedx-reproducible into
+# .cache/bin first)
 
 release-tools:
 	scripts/goreleaser.sh --version >/dev/null
@@ -81,21 +82,24 @@ release-tools:
 release-config:
 	scripts/goreleaser.sh check
 
-# Any commit: dist/ with version v<next patch>-SNAPSHOT-<commit>; dist/release/
-# holds the files to publish (archives, bare binaries, SBOMs, SHA256SUMS).
+# Any commit: dist/snapshot/ with version v<next patch>-SNAPSHOT-<commit>
+# (-dirty added if the tree has changes); dist/snapshot/release/ holds the
+# files a release would publish. Never touches the rest of dist/, where a
+# release may wait to be uploaded.
 release-snapshot:
-	RELEASE_TARGETS="$(RELEASE_TARGETS)" scripts/goreleaser.sh release --snapshot --clean
-	scripts/release-files.sh
+	RELEASE_TARGETS="$(RELEASE_TARGETS)" scripts/goreleaser.sh --dist dist/snapshot release --snapshot --clean
+	scripts/release-files.sh dist/snapshot
 
-# A tagged commit (vX.Y.Z at HEAD, clean tree): the release itself, in dist/,
-# to upload by hand.
+# A tagged commit (vX.Y.Z at HEAD, clean tree): the release itself, in dist/
+# (replacing all of dist/, snapshots included), to upload by hand from
+# dist/release/.
 release:
 	scripts/goreleaser.sh release --clean
-	scripts/release-files.sh
+	scripts/release-files.sh dist
 
-# Builds this commit twice (here and in a fresh clone with its own build
-# cache) for linux/amd64 and darwin/arm64 and compares the artifacts byte for
-# byte.
+# Builds this commit twice (here into dist/snapshot/, and in a fresh clone
+# with its own build cache, SBOM tools, time zone and locale) for linux/amd64
+# and darwin/arm64 and compares the artifacts byte for byte.
 release-check:
 	scripts/check-reproducible.sh
 
