@@ -6,7 +6,10 @@
 
 SHELL        := /usr/bin/env bash
 MODULE       := github.com/sms-vault/vault-plugin-secrets-sms
-VERSION      ?= v0.1.0
+# What `make build` stamps: a pre-release of the next version, never a
+# released one, which Vault's plugin catalog may already hold with another
+# checksum. `make build VERSION=v1.2.3` for a release's version.
+VERSION      ?= v0.1.0-dev
 GOFLAGS_RACE ?= -race
 LDFLAGS      := -s -w -X $(MODULE).Version=$(VERSION)
 FUZZTIME     ?= 10s
