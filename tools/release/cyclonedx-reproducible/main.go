@@ -18,6 +18,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,7 +55,7 @@ func run(args []string) error {
 	// The cyclonedx-gomod built with this program, not whichever is first on
 	// PATH.
 	tool := filepath.Join(filepath.Dir(self), "cyclonedx-gomod")
-	cmd := exec.Command(tool, args...) //nolint:gosec // G204: runs the SBOM tool with GoReleaser's arguments, which is its job
+	cmd := exec.CommandContext(context.Background(), tool, args...) //nolint:gosec // G204: runs the SBOM tool with GoReleaser's arguments, which is its job
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w", tool, err)
@@ -92,11 +93,8 @@ func stripFile(path string) error {
 	if n == 0 {
 		return nil
 	}
-	info, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, out, info.Mode().Perm())
+	// The file exists: WriteFile keeps its permissions.
+	return os.WriteFile(path, out, 0o644) //nolint:gosec // G306, G703: the SBOM file GoReleaser named, published as it is
 }
 
 // The indentation cyclonedx-gomod (cyclonedx-go's JSON encoder) writes.
