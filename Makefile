@@ -43,8 +43,10 @@ dev-check:
 
 test: test-unit test-integration
 
+# With the SBOM post-processor's tests (tools/release is a module of its own).
 test-unit:
 	go test $(GOFLAGS_RACE) -count=1 ./...
+	cd tools/release && go test $(GOFLAGS_RACE) -count=1 ./cyclonedx-reproducible
 
 test-integration: build
 	VAULT_BIN="$$(scripts/vault.sh)" go test -tags integration -count=1 -timeout 30m ./integration/...
