@@ -2,11 +2,14 @@
 #   make dev     build everything, start the SMS stand-in and a Vault dev server with the plugin
 #   make test    unit tests (with -race) and the integration suite on a real Vault server
 #   make bench   engine benchmarks and the end-to-end benchmark against Vault baselines
-#   make release-snapshot  release archives, sums and SBOMs of this commit in dist/
+#   make release-snapshot  release archives, sums and SBOMs of this commit in dist/snapshot/
 
 SHELL        := /usr/bin/env bash
 MODULE       := github.com/sms-vault/vault-plugin-secrets-sms
-VERSION      ?= v0.1.0
+# What `make build` stamps: a pre-release of the next version, never a
+# released one, which Vault's plugin catalog may already hold with another
+# checksum. `make build VERSION=v1.2.3` for a release's version.
+VERSION      ?= v0.1.0-dev
 GOFLAGS_RACE ?= -race
 LDFLAGS      := -s -w -X $(MODULE).Version=$(VERSION)
 FUZZTIME     ?= 10s
@@ -40,8 +43,10 @@ dev-check:
 
 test: test-unit test-integration
 
+# With the SBOM post-processor's tests (tools/release is a module of its own).
 test-unit:
 	go test $(GOFLAGS_RACE) -count=1 ./...
+	cd tools/release && go test $(GOFLAGS_RACE) -count=1 ./cyclonedx-reproducible
 
 test-integration: build
 	VAULT_BIN="$$(scripts/vault.sh)" go test -tags integration -count=1 -timeout 30m ./integration/...
@@ -72,7 +77,8 @@ vet:
 	go vet -tags integration ./integration/...
 
 # --- releases (.goreleaser.yaml, run by scripts/goreleaser.sh, which builds
-# the pinned GoReleaser and cyclonedx-gomod into .cache/bin first)
+# the pinned GoReleaser, cyclonedx-gomod and cyclonedx-reproducible into
+# .cache/bin first)
 
 release-tools:
 	scripts/goreleaser.sh --version >/dev/null
@@ -81,21 +87,24 @@ release-tools:
 release-config:
 	scripts/goreleaser.sh check
 
-# Any commit: dist/ with version v<next patch>-SNAPSHOT-<commit>; dist/release/
-# holds the files to publish (archives, bare binaries, SBOMs, SHA256SUMS).
+# Any commit: dist/snapshot/ with version v<next patch>-SNAPSHOT-<commit>
+# (-dirty added if the tree has changes); dist/snapshot/release/ holds the
+# files a release would publish. Never touches the rest of dist/, where a
+# release may wait to be uploaded.
 release-snapshot:
-	RELEASE_TARGETS="$(RELEASE_TARGETS)" scripts/goreleaser.sh release --snapshot --clean
-	scripts/release-files.sh
+	RELEASE_TARGETS="$(RELEASE_TARGETS)" scripts/goreleaser.sh --dist dist/snapshot release --snapshot --clean
+	scripts/release-files.sh dist/snapshot
 
-# A tagged commit (vX.Y.Z at HEAD, clean tree): the release itself, in dist/,
-# to upload by hand.
+# A tagged commit (vX.Y.Z at HEAD, clean tree): the release itself, in dist/
+# (replacing all of dist/, snapshots included), to upload by hand from
+# dist/release/.
 release:
 	scripts/goreleaser.sh release --clean
-	scripts/release-files.sh
+	scripts/release-files.sh dist
 
-# Builds this commit twice (here and in a fresh clone with its own build
-# cache) for linux/amd64 and darwin/arm64 and compares the artifacts byte for
-# byte.
+# Builds this commit twice (here into dist/snapshot/, and in a fresh clone
+# with its own build cache, SBOM tools, time zone and locale) for linux/amd64
+# and darwin/arm64 and compares the artifacts byte for byte.
 release-check:
 	scripts/check-reproducible.sh
 

@@ -624,7 +624,7 @@ func checkHuaweiPassword(pw, username, current string) string {
 		func(r rune) bool { return r >= 'A' && r <= 'Z' },
 		func(r rune) bool { return r >= 'a' && r <= 'z' },
 		func(r rune) bool { return r >= '0' && r <= '9' },
-		func(r rune) bool { return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') },
+		func(r rune) bool { return (r < 'A' || r > 'Z') && (r < 'a' || r > 'z') && (r < '0' || r > '9') },
 	} {
 		if strings.ContainsFunc(pw, set) {
 			classes++

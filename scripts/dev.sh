@@ -7,15 +7,20 @@
 # The lines it prints work pasted into a fresh terminal, whichever way Vault
 # was found (VAULT_BIN, PATH, or built into .cache/vault/): they put the
 # directory of the Vault in use first on PATH. The same exports are written
-# to .cache/dev/env.sh (removed on stop), for `. .cache/dev/env.sh` from the
-# repository's directory. scripts/check-dev.sh checks both.
+# to .cache/dev/env.sh, for `. .cache/dev/env.sh` from the repository's
+# directory, and removed on stop unless another make dev has replaced them
+# meanwhile (the latest make dev's exports are the ones in the file).
+# scripts/check-dev.sh checks both.
 #
 #   DEV_VAULT_PORT  Vault's port (default 8200)
+#   DEV_ENV_FILE    where to write the exports (default .cache/dev/env.sh;
+#                   make dev-check uses a file of its own)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 port=${DEV_VAULT_PORT:-8200}
+env_file=${DEV_ENV_FILE:-$root/.cache/dev/env.sh}
 vault_bin=$(scripts/vault.sh)
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -59,9 +64,14 @@ done
 exports="export PATH=$(printf %q "$vault_dir"):\"\$PATH\"
 export VAULT_ADDR=$(printf %q "$VAULT_ADDR")
 export VAULT_TOKEN=$(printf %q "$VAULT_TOKEN")"
-mkdir -p .cache/dev
-stack_files+=("$root/.cache/dev/env.sh")
-printf '# Written by make dev (scripts/dev.sh); removed when it stops.\n%s\n' "$exports" >.cache/dev/env.sh
+mkdir -p "$(dirname "$env_file")"
+if [ -e "$env_file" ]; then
+  echo "Replacing $env_file (another make dev's, or left by one that was killed)." >&2
+fi
+printf '# Written by make dev (scripts/dev.sh) for %s; removed when it stops.\n%s\n' "$VAULT_ADDR" "$exports" >"$env_file"
+stack_owned_file "$env_file"
+# The file's name as the user would type it: relative to the repository.
+env_name=${env_file#"$root"/}
 
 cat <<EOT
 
@@ -74,7 +84,7 @@ and, as SMS names them, $team_a_web (team-a-web01) and $team_a_db (team-a-db01)
 in enterprise project ep-team-a, $team_b_web (team-b-web01) in ep-team-b.
 Roles sms/roles/team-a and sms/roles/team-b, and policies team-a and team-b.
 
-In another terminal (the same exports are in .cache/dev/env.sh):
+In another terminal (the same exports are in $env_name):
 
 $(sed 's/^/  /' <<<"$exports")
   vault read sms/passphrase/demo-task-0001

@@ -24,7 +24,7 @@ const (
 	callChangePassword = "change-password"
 )
 
-const credentialsPath = "/v3.0/OS-CREDENTIAL/credentials"
+const credentialsPath = "/v3.0/OS-CREDENTIAL/credentials" //nolint:gosec // G101: an API path, not a credential
 
 // createTimeFormat is how IAM writes create_time: UTC, microseconds.
 const createTimeFormat = "2006-01-02T15:04:05.000000Z"

@@ -205,7 +205,7 @@ func TestAccessKeyCallsEnforceOwnership(t *testing.T) {
 	// Create: for oneself only, two keys at most.
 	status, _ = e.call("POST", credentialsPath, createBody(bob), asAlice)
 	require.Equal(t, 403, status)
-	status, body = e.call("POST", credentialsPath, `{"credential":{}}`, asAlice)
+	status, _ = e.call("POST", credentialsPath, `{"credential":{}}`, asAlice)
 	require.Equal(t, 400, status)
 	status, body = e.call("POST", credentialsPath, createBody(alice), asAlice)
 	require.Equal(t, 201, status)
