@@ -123,7 +123,7 @@ func (b *backend) certKeyResponse(ctx context.Context, conn *connection, epoch u
 				b.fetchHook()
 			}
 			var ck *huawei.CertKey
-			err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+			err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
 				ck, err = c.CertKey(ctx, taskID, enableCA)
 				return err
 			})

@@ -124,7 +124,7 @@ func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoc
 			b.fetchHook()
 		}
 		var passphrase string
-		err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+		err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
 			passphrase, err = c.Passphrase(ctx, taskID)
 			return err
 		})

@@ -205,7 +205,7 @@ func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64
 			b.fetchHook()
 		}
 		var t *huawei.Task
-		err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+		err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
 			t, err = c.Task(ctx, taskID)
 			return err
 		})

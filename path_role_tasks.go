@@ -89,7 +89,7 @@ pages:
 				break
 			}
 			var page *huawei.TaskPage
-			err := b.withRetryOnRotation(conn, func(c *huawei.Client) (err error) {
+			err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
 				page, err = c.ListTasks(ctx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
 				return err
 			})

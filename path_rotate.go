@@ -753,10 +753,10 @@ func (b *backend) writeSafe() bool {
 // upstream refused that client's credential and a rotation has since
 // replaced it, again with the new one: a read in flight during a rotation
 // (or several in quick succession) does not fail because of it.
-func (b *backend) withRetryOnRotation(conn *connection, call func(*huawei.Client) error) error {
+func (b *backend) withRetryOnRotation(ctx context.Context, conn *connection, call func(*huawei.Client) error) error {
 	err := call(conn.client)
 	for tries := 0; tries < maxRotationRetries && err != nil && isRefusal(err); tries++ {
-		next := b.rotatedConnection(conn)
+		next := b.rotatedConnection(ctx, conn)
 		if next == nil {
 			return err
 		}
@@ -770,7 +770,7 @@ func (b *backend) withRetryOnRotation(conn *connection, call func(*huawei.Client
 // rotation, or nil when there is none: a rotation running on this node is
 // waited for; one another node stored is loaded from storage, as its
 // Invalidate would.
-func (b *backend) rotatedConnection(conn *connection) *connection {
+func (b *backend) rotatedConnection(ctx context.Context, conn *connection) *connection {
 	// Between IAM taking a new password (which revokes the old token) and
 	// the new connection, nothing works: wait for the rotation to end.
 	if done := b.rotation.running(); done != nil {
@@ -784,7 +784,7 @@ func (b *backend) rotatedConnection(conn *connection) *connection {
 	}
 	cur := b.conn.Load()
 	if cur == conn && conn.storage != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), conn.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(ctx, conn.cfg.RequestTimeout)
 		defer cancel()
 		stored, err := loadConfig(ctx, conn.storage)
 		if err != nil || stored == nil || stored.Generation != conn.cfg.Generation || sameCredentials(stored, conn.cfg) {

@@ -127,7 +127,7 @@ func TestRollbackOnAPerformanceStandbyDoesNothing(t *testing.T) {
 			// new key (the standby has not seen that write yet).
 			req := &logical.Request{Operation: logical.RollbackOperation, Storage: readOnlyStorage{hs.Storage},
 				Data: map[string]any{"immediate": true}}
-			_, _ = standby.HandleRequest(context.Background(), req)
+			_, _ = standby.HandleRequest(context.WithoutCancel(ctx), req)
 		})
 	}
 	_, status, msg := env.rotate()
@@ -425,9 +425,7 @@ func TestIAMEchoingCredentialsAtEveryRotationStep(t *testing.T) {
 					for _, k := range env.keys() {
 						secrets = append(secrets, k.Secret)
 					}
-					for _, s := range env.fake.IssuedTokens() {
-						secrets = append(secrets, s)
-					}
+					secrets = append(secrets, env.fake.IssuedTokens()...)
 					for _, s := range secrets {
 						for i := 0; i+8 <= len(s); i++ {
 							if strings.Contains(text, s[i:i+8]) {
