@@ -20,7 +20,7 @@ TOOLS_BIN    := $(CURDIR)/.cache/bin
 # RELEASE_TARGETS=ci limits a snapshot to linux/amd64 and darwin/arm64.
 RELEASE_TARGETS ?=
 
-.PHONY: all build dev dev-check test test-unit test-integration fuzz fuzz-ci bench bench-go bench-e2e vault fmt fmtcheck vet clean \
+.PHONY: all build dev dev-check test test-unit test-integration fuzz fuzz-ci bench bench-go bench-instructions bench-e2e vault fmt fmtcheck vet clean \
 	release-tools release-config release-snapshot release release-check lint-tools lint
 
 all: fmtcheck vet build test
@@ -58,10 +58,14 @@ fuzz:
 fuzz-ci:
 	scripts/fuzz.sh 10s
 
-bench: bench-go bench-e2e
+bench: bench-go bench-instructions bench-e2e
 
 bench-go:
 	go test -run '^$$' -bench . -benchmem -count 1 .
+
+# Instructions per cached read, direct and through roles (valgrind).
+bench-instructions:
+	scripts/bench-instructions.sh
 
 bench-e2e: build
 	VAULT_BIN="$$(scripts/vault.sh)" scripts/bench.sh
