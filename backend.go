@@ -74,8 +74,10 @@ type connection struct {
 	client *huawei.Client
 	policy cachePolicy
 	// storage is where cfg was loaded from, for a read that finds its
-	// credential refused to look for a rotation another node stored.
-	storage logical.Storage
+	// credential refused to look for a rotation another node stored;
+	// storageChecked is when one last did (Unix nanoseconds).
+	storage        logical.Storage
+	storageChecked atomic.Int64
 	// epoch is the cache epoch once this connection was in place: answers
 	// fetched with it may be stored under it (see readEpoch).
 	epoch uint64

@@ -94,6 +94,10 @@ type smsConfig struct {
 	PasswordPolicy string        `json:"password_policy,omitempty"` // a Vault password policy for new passwords
 	RotationPeriod time.Duration `json:"rotation_period"`           // 0: no scheduled rotation
 	LastRotated    time.Time     `json:"last_rotated,omitempty"`
+	// Rotations counts the rotations of these credentials (writes carry it
+	// over): a node whose credential is refused moves only to a stored
+	// config with more, never back to an older password.
+	Rotations uint64 `json:"rotations,omitempty"`
 	// CredentialsSetAt is when a person last wrote the credentials: the
 	// schedule counts from there until the first rotation.
 	CredentialsSetAt time.Time `json:"credentials_set_at,omitempty"`

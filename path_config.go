@@ -294,6 +294,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return nil, err
 	}
 	b.reset()
+	b.rotation.clear()
 	b.logger.Info("config written", "auth_method", cfg.authMethod(), "endpoint", cfg.endpointURL())
 	return nil, nil
 }

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/mitchellh/mapstructure"
@@ -245,7 +247,7 @@ func (b *backend) rotateAccessKey(ctx context.Context, s logical.Storage, cfg *s
 	if err := b.checkNewKey(ctx, next); err != nil {
 		return nil, fail("check that the new access key works", err, b.undoAccessKey(cleanup, s, walID, wal, newAccess))
 	}
-	next.LastRotated = b.now().UTC()
+	next.LastRotated, next.Rotations = b.now().UTC(), cfg.Rotations+1
 	if err := storeConfig(cleanup, s, next); err != nil {
 		return nil, fail("store the new access key", err, b.undoAccessKey(cleanup, s, walID, wal, newAccess))
 	}
@@ -319,7 +321,8 @@ func (b *backend) checkNewKey(ctx context.Context, cfg *smsConfig) error {
 // says what was left behind. The write-ahead log entry stays when the undo
 // fails: the rollback tries again.
 func (b *backend) undoAccessKey(ctx context.Context, s logical.Storage, walID string, wal accessKeyWAL, created string) string {
-	if err := b.rollbackAccessKey(ctx, s, wal); err != nil {
+	res, err := b.rollbackAccessKey(ctx, s, wal)
+	if err != nil {
 		what := "a key IAM may have created for this rotation"
 		if created != "" {
 			what = "the new key " + created
@@ -328,20 +331,38 @@ func (b *backend) undoAccessKey(ctx context.Context, s logical.Storage, walID st
 			what, err, walRollbackMinAge+time.Minute)
 	}
 	_ = framework.DeleteWAL(ctx, s, walID)
-	if created != "" {
+	// Say what the rollback found and did, not what was meant.
+	deleted := "nothing"
+	if len(res.deleted) > 0 {
+		deleted = strings.Join(res.deleted, ", ")
+	}
+	switch {
+	case created != "" && res.configured == created:
+		return fmt.Sprintf("the store reported an error, yet the new key %s is stored and in use; deleted in IAM: %s", created, deleted)
+	case created != "" && slices.Contains(res.deleted, created) && len(res.deleted) == 1:
 		return "the new key " + created + " was deleted; the configured key is unchanged"
+	case len(res.deleted) > 0:
+		return fmt.Sprintf("the key(s) IAM created for this rotation were deleted (%s); the configured key is unchanged", deleted)
 	}
 	return "nothing was left behind; the configured key is unchanged"
+}
+
+// rollbackResult is what a rollback found and did.
+type rollbackResult struct {
+	configured string   // the access key the stored config holds
+	deleted    []string // the keys it deleted
 }
 
 // rollbackAccessKey brings IAM in line with the stored config after a
 // rotation that did not finish: it deletes every key with the rotation's
 // marker that the config does not use and, when the config holds the new
-// key, the old key. It never deletes the key the config holds.
-func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal accessKeyWAL) error {
+// key, the old key. It never deletes the key the config holds, and signs
+// with it.
+func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal accessKeyWAL) (rollbackResult, error) {
+	var res rollbackResult
 	cfg, err := loadConfig(ctx, s)
 	if err != nil {
-		return err
+		return res, err
 	}
 	if cfg == nil || cfg.authMethod() != authMethodAccessKey {
 		// No key to sign with, and none the config could lose: what the
@@ -349,15 +370,17 @@ func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal 
 		b.logger.Warn("rotation rollback: the config was deleted or no longer holds an access key, so the engine cannot clean up; "+
 			"in IAM, delete any access key of this user whose description holds the marker, and the old key if it still exists",
 			"iam_user_id", wal.UserID, "marker", rotationKeyMarker+wal.Marker, "old_access_key", wal.OldAccessKey)
-		return nil
+		return res, nil
 	}
-	client, err := b.rotationClient(ctx, s)
+	res.configured = cfg.AccessKey
+	client, err := newClient(cfg, nil, b.now, b.logger)
 	if err != nil {
-		return err
+		return res, err
 	}
+	defer client.Close()
 	keys, err := client.ListAccessKeys(ctx, wal.UserID)
 	if err != nil {
-		return err
+		return res, err
 	}
 	for _, k := range keys {
 		stray := strings.Contains(k.Description, rotationKeyMarker+wal.Marker)
@@ -366,11 +389,18 @@ func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal 
 			continue
 		}
 		if err := client.DeleteAccessKey(ctx, k.Access); err != nil {
-			return err
+			return res, err
 		}
+		res.deleted = append(res.deleted, k.Access)
 		b.logger.Info("rotation rollback: deleted an access key the config does not use", "access_key", k.Access)
 	}
-	return nil
+	// This node may still sign with a key the rollback just deleted.
+	if conn := b.conn.Load(); conn != nil && conn.cfg.Generation == cfg.Generation && !sameCredentials(conn.cfg, cfg) {
+		if _, err := b.swapConnection(cfg, s, conn); err != nil {
+			b.dropConnection()
+		}
+	}
+	return res, nil
 }
 
 type passwordWAL struct {
@@ -391,6 +421,15 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 	fail := func(step string, err error, left string) error {
 		return &rotationError{status: http.StatusBadGateway, step: step, err: err, left: left}
 	}
+	if pending, err := pendingWAL(ctx, s, walKindPassword); err != nil {
+		return nil, fail("read the write-ahead log", err, "nothing was changed")
+	} else if pending {
+		// Its new password may be IAM's now, and the stored one not: a
+		// change sent with the stored one as the original would be refused.
+		return nil, &rotationError{status: http.StatusBadRequest, step: "check for an unfinished rotation", err: fmt.Errorf(
+			"a previous rotation's new password is not settled yet; the write-ahead log rollback settles it within %s: rotate again after that",
+			walRollbackMinAge+time.Minute), left: "nothing was changed"}
+	}
 	userID, err := client.UserID(ctx)
 	if err != nil {
 		return nil, fail("learn the IAM user's id from a token", err, "nothing was changed")
@@ -407,32 +446,37 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 	// (each would count towards the user's lockout). The token held keeps
 	// reads going until IAM revokes it.
 	if err := client.RetireLogins(ctx); err != nil {
+		client.ResumeLogins()
 		_ = framework.DeleteWAL(cleanup, s, walID)
 		return nil, fail("wait for logins in flight", err, "nothing was changed")
 	}
 	if err := client.ChangePassword(ctx, userID, cfg.Password, secret(pw)); err != nil {
-		if isRefusal(err) || badRequest(err) {
+		if !answerLost(err) {
+			// IAM answered, with an error: it did not change the password.
 			client.ResumeLogins()
 			_ = framework.DeleteWAL(cleanup, s, walID)
 			return nil, fail("change the IAM user's password", err, "IAM refused the change; the configured password is unchanged")
 		}
-		// Unknown whether IAM changed it: a login with the new one tells.
+		// The answer was lost: a login with the new password tells
+		// whether IAM took it (one failed login if not, and only here).
 		works, probeErr := b.passwordWorks(cleanup, cfg, pw)
 		switch {
-		case works: // IAM took it and lost its answer: carry on.
+		case works: // IAM took it: carry on.
 		case probeErr == nil:
 			client.ResumeLogins()
 			_ = framework.DeleteWAL(cleanup, s, walID)
 			return nil, fail("change the IAM user's password", err, "IAM did not take the new password; the configured password is unchanged")
 		default:
-			client.ResumeLogins()
+			// Still unknown. No login with the old password either (it may
+			// be the wrong one now): the rollback finds out, and stores the
+			// new one or resumes with the old.
 			return nil, fail("change the IAM user's password", err, fmt.Sprintf(
-				"IAM may have changed the password; the engine stores the one that works within %s (write-ahead log rollback)",
-				walRollbackMinAge+time.Minute))
+				"IAM may have changed the password; within %s the write-ahead log rollback finds out and stores the one that works, "+
+					"and until then this node makes no new login", walRollbackMinAge+time.Minute))
 		}
 	}
 	next := cfg.clone()
-	next.Password, next.LastRotated = secret(pw), b.now().UTC()
+	next.Password, next.LastRotated, next.Rotations = secret(pw), b.now().UTC(), cfg.Rotations+1
 	// In use at once, before it is stored: IAM takes no other now. The new
 	// client logs in afresh (the change revoked the old token).
 	if _, err := b.swapConnection(next, s, nil); err != nil {
@@ -456,13 +500,33 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 	return &rotationResult{method: authMethodPassword, at: next.LastRotated}, nil
 }
 
+// pendingWAL reports whether the write-ahead log holds an entry of kind.
+func pendingWAL(ctx context.Context, s logical.Storage, kind string) (bool, error) {
+	ids, err := framework.ListWAL(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range ids {
+		e, err := framework.GetWAL(ctx, s, id)
+		if err != nil {
+			return false, err
+		}
+		if e != nil && e.Kind == kind {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // passwordWorks logs in with cfg's user and pw: true when IAM takes it,
 // false with a nil error when IAM refuses it, and an error when IAM could
 // not say.
 func (b *backend) passwordWorks(ctx context.Context, cfg *smsConfig, pw string) (bool, error) {
 	candidate := cfg.clone()
 	candidate.Password = secret(pw)
-	client, err := newClient(candidate, nil, b.now, b.logger)
+	// Its own logger: a refusal here is an answer, not the engine's
+	// credentials failing (which its client would log as an error).
+	client, err := newClient(candidate, nil, b.now, hclog.NewNullLogger())
 	if err != nil {
 		return false, err
 	}
@@ -493,15 +557,22 @@ func (b *backend) rollbackPassword(ctx context.Context, s logical.Storage, wal p
 		return err
 	}
 	if !works {
-		return nil // IAM never took the new password: the config's stands
+		// IAM never took the new password: the config's stands, and
+		// logins with it may resume.
+		if c := b.conn.Load(); c != nil {
+			c.client.ResumeLogins()
+		}
+		return nil
 	}
 	candidate := cfg.clone()
 	candidate.Password = secret(wal.Password)
-	candidate.LastRotated = b.now().UTC()
+	candidate.LastRotated, candidate.Rotations = b.now().UTC(), cfg.Rotations+1
 	if err := storeConfig(ctx, s, candidate); err != nil {
 		return err
 	}
-	b.dropConnection()
+	if _, err := b.swapConnection(candidate, s, nil); err != nil {
+		b.dropConnection()
+	}
 	b.logger.Info("rotation rollback: stored the password IAM has")
 	return nil
 }
@@ -522,7 +593,8 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 		}
 		b.configMu.Lock()
 		defer b.configMu.Unlock()
-		return b.rollbackAccessKey(ctx, req.Storage, wal)
+		_, err := b.rollbackAccessKey(ctx, req.Storage, wal)
+		return err
 	case walKindPassword:
 		var wal passwordWAL
 		if err := mapstructure.Decode(data, &wal); err != nil {
@@ -536,6 +608,21 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 func isRefusal(err error) bool {
 	var e *huawei.Error
 	return errors.As(err, &e) && e.Kind == huawei.KindRefused
+}
+
+// answerLost reports whether a call's outcome is unknown: no complete
+// answer arrived (reset, cut short, timed out), as opposed to an answer
+// with an error status, which means IAM did not do it.
+func answerLost(err error) bool {
+	var e *huawei.Error
+	if !errors.As(err, &e) {
+		return true
+	}
+	switch e.Kind {
+	case huawei.KindBroken, huawei.KindUnreachable, huawei.KindTimeout, huawei.KindInternal:
+		return true
+	}
+	return false
 }
 
 func badRequest(err error) bool {
@@ -685,6 +772,13 @@ func (r *rotationState) running() <-chan struct{} {
 	return r.done
 }
 
+// clear forgets the schedule's failures: new credentials get a fresh start.
+func (r *rotationState) clear() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retryAt, r.backoff, r.lastErr = time.Time{}, 0, ""
+}
+
 func (r *rotationState) lastError() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -784,10 +878,21 @@ func (b *backend) rotatedConnection(ctx context.Context, conn *connection) *conn
 	}
 	cur := b.conn.Load()
 	if cur == conn && conn.storage != nil {
+		// A refusal can be about one task, not the credential (an IAM
+		// policy on enterprise projects): look in storage at most once a
+		// second per connection.
+		now := time.Now().UnixNano()
+		last := conn.storageChecked.Load()
+		if now-last < int64(time.Second) || !conn.storageChecked.CompareAndSwap(last, now) {
+			return nil
+		}
 		ctx, cancel := context.WithTimeout(ctx, conn.cfg.RequestTimeout)
 		defer cancel()
 		stored, err := loadConfig(ctx, conn.storage)
-		if err != nil || stored == nil || stored.Generation != conn.cfg.Generation || sameCredentials(stored, conn.cfg) {
+		// Only forward: a stored config rotated more often than this one.
+		// (After a password that could not be stored, the stored one is
+		// older than the one in use.)
+		if err != nil || stored == nil || stored.Generation != conn.cfg.Generation || stored.Rotations <= conn.cfg.Rotations {
 			return nil
 		}
 		if cur, err = b.swapConnection(stored, conn.storage, conn); err != nil {

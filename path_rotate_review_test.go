@@ -493,3 +493,247 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Second review: RetireLogins that gives up (the rotation's context ends while a
+// login is in flight) is never undone: the client stays retired, the token
+// is never renewed, and once it expires every read fails until a config
+// write or a restart.
+func TestARotationThatGivesUpWaitingForALoginLeavesLoginsOn(t *testing.T) {
+	env, _ := newRotationEnv(t, nil)
+	env.configurePassword(nil)
+	_, status, msg := env.readPassphrase(testTask) // a token held
+	require.Equal(t, http.StatusOK, status, msg)
+
+	// The renewal falls due and IAM is slow to answer it.
+	env.clock.Advance(55 * time.Minute)
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultSlowHeaders, Target: "iam", Call: "token",
+		Delay: smsfake.Duration(1500 * time.Millisecond), Times: 1}))
+	_, status, msg = env.readPassphrase(testTask) // starts the background renewal
+	require.Equal(t, http.StatusOK, status, msg)
+	conn := env.b.conn.Load()
+	waitUntil(t, conn.client.Renewing)
+
+	// An operator's rotate-root whose request ends (client gone, or
+	// rotationBound with a request_timeout above it) while waiting.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "config/rotate-root", Storage: env.storage, MountPoint: "sms/"}
+	resp, err := env.b.HandleRequest(ctx, req)
+	status, msg = vaultStatus(req, resp, err)
+	t.Logf("rotate: %d %s", status, msg)
+	require.Contains(t, msg, "wait for logins in flight")
+	require.Equal(t, testPassword, env.fake.Password(testDomain, testUser), "nothing was changed")
+	waitUntil(t, func() bool { return !conn.client.Renewing() })
+
+	// Later, the token expires: the engine must log in again with the
+	// password that IAM still has.
+	env.clock.Advance(2 * time.Hour)
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, "reads after a rotation that changed nothing: %s", msg)
+}
+
+// Second review: after a password rotation whose store failed (the node keeps the
+// new password in memory, as the README promises), any 401/403 from SMS makes
+// rotatedConnection swap in the OLDER stored config: the node then logs in
+// with the old password (failed IAM logins, lockout) and reads fail until the
+// rollback.
+func TestARefusedReadNeverMovesBackToAnOlderStoredPassword(t *testing.T) {
+	env, fs := newRotationEnv(t, nil)
+	env.configurePassword(nil)
+	_, status, msg := env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+
+	fs.failPut.Store(true)
+	_, status, msg = env.rotate()
+	require.Equal(t, http.StatusBadGateway, status, msg)
+	require.Contains(t, msg, "store the new password")
+	fs.failPut.Store(false) // storage is back; the rollback has not run yet
+
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, "the new password is in use: %s", msg)
+
+	// One 403 from SMS (an IAM policy on an enterprise project, say).
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "sms", Call: "passphrase", Status: 403, Times: 1}))
+	failuresBefore := env.fake.Stats().IAMLoginFailures
+	_, status, msg = env.readPassphrase(testTask)
+	t.Logf("refused read: %d %s", status, env.safe(msg))
+	_, status, msg = env.readPassphrase(testTask)
+	t.Logf("next read: %d %s", status, env.safe(msg))
+	require.Equal(t, failuresBefore, env.fake.Stats().IAMLoginFailures, "logins with the old password")
+	require.Equal(t, http.StatusOK, status, "reads keep the password IAM has: %s", env.safe(msg))
+}
+
+// Second review: a password change that IAM answers with a 5xx is probed with a
+// login with the new password, which IAM refuses: one failed login per
+// attempt. The schedule's backoff (1m, 2m, 4m, 8m) makes 5 of them in 15
+// minutes, IAM's lockout, and the engine's own (right) password is then
+// refused.
+func TestPasswordChangeAnswered5xxIsNotProbed(t *testing.T) {
+	env, _ := newRotationEnv(t, func(o *smsfake.Options) { o.LockoutAfter = 5; o.TokenLifetime = 24 * time.Hour })
+	env.configurePassword(map[string]any{"rotation_period": "1m", "max_retries": 0})
+	_, status, msg := env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "change-password", Status: 503}))
+
+	start := env.clock.Now()
+	env.clock.Advance(61 * time.Second)
+	for env.clock.Now().Sub(start) < 17*time.Minute {
+		require.NoError(t, env.b.periodic(context.Background(), &logical.Request{Storage: env.storage}))
+		env.clock.Advance(time.Minute)
+	}
+	st := env.fake.Stats()
+	t.Logf("change attempts %d, failed logins %d in 17 minutes", st.IAMKeyCalls["change-password"], st.IAMLoginFailures)
+	env.fake.ClearFaults()
+	// The engine's token expires (or is revoked): it logs in with its own,
+	// unchanged password.
+	env.fake.RevokeTokens()
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, "the engine is locked out by its own probes: %s", env.safe(msg))
+}
+
+// Second review: a 403 from SMS for one task (not a credential problem) costs a
+// storage read per read.
+func TestRefusedReadsLookInStorageAtMostOnceASecond(t *testing.T) {
+	env, _ := newRotationEnv(t, nil)
+	cs := &countingStorage{Storage: env.storage}
+	env.storage = cs
+	env.configureAccessKey(nil)
+	_, status, _ := env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status)
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "sms", Call: "passphrase", Status: 403}))
+	before := cs.gets.Load()
+	for i := 0; i < 10; i++ {
+		env.readPassphrase(testTask)
+	}
+	t.Logf("storage reads for 10 refused reads: %d", cs.gets.Load()-before)
+	require.LessOrEqual(t, cs.gets.Load()-before, int64(3), "not one per refused read")
+}
+
+type countingStorage struct {
+	logical.Storage
+	gets atomic.Int64
+}
+
+func (s *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	s.gets.Add(1)
+	return s.Storage.Get(ctx, key)
+}
+
+// Second review: a performance standby that reads between the password change
+// and the store (replication lag) logs in with the old password.
+func TestAStandbyReadingDuringAPasswordRotation(t *testing.T) {
+	env, _ := newRotationEnv(t, nil)
+	hs := &hookStorage{Storage: env.storage}
+	env.storage = hs
+	env.configurePassword(nil)
+	node2 := secondNode(t, env, consts.ReplicationPerformanceStandby)
+	_, status, msg := requestOn(node2, hs.Storage, logical.ReadOperation, "passphrase/"+testTask, nil)
+	require.Equal(t, http.StatusOK, status, msg)
+	var once atomic.Bool
+	hs.beforePut = func(_ context.Context, e *logical.StorageEntry) {
+		if e.Key == configStorageKey && once.CompareAndSwap(false, true) {
+			_, status, msg := requestOn(node2, hs.Storage, logical.ReadOperation, "passphrase/"+testTask, nil)
+			t.Logf("standby read in the window: %d %s", status, env.safe(msg))
+		}
+	}
+	before := env.fake.Stats().IAMLoginFailures
+	_, status, msg = env.rotate()
+	require.Equal(t, http.StatusOK, status, msg)
+	node2.invalidate(context.Background(), configStorageKey)
+	_, status, msg = requestOn(node2, hs.Storage, logical.ReadOperation, "passphrase/"+testTask, nil)
+	t.Logf("standby read after: %d %s; failed logins %d", status, env.safe(msg), env.fake.Stats().IAMLoginFailures-before)
+	require.Equal(t, http.StatusOK, status, env.safe(msg))
+	// Documented: a standby whose token IAM revoked before the new config
+	// reached it makes one login with the old password.
+	require.LessOrEqual(t, env.fake.Stats().IAMLoginFailures-before, int64(1))
+}
+
+// Second review: after "store the new password" failed, the README says rotating
+// again is safe; it sends IAM the stored (old) password as original_password
+// and fails until the rollback has run.
+func TestRotatingAgainBeforeAPasswordIsSettledIsRefused(t *testing.T) {
+	env, fs := newRotationEnv(t, nil)
+	env.configurePassword(nil)
+	fs.failPut.Store(true)
+	_, _, msg := env.rotate()
+	require.Contains(t, msg, "store the new password")
+	fs.failPut.Store(false)
+	_, status, msg := env.rotate()
+	require.Equal(t, http.StatusBadRequest, status, env.safe(msg))
+	require.Contains(t, msg, "not settled yet")
+	require.Contains(t, msg, "nothing was changed")
+	require.Zero(t, env.fake.Stats().IAMKeyCalls["change-password"]-1, "no second change sent")
+
+	// The rollback settles it; then a rotation goes through.
+	_, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RollbackOperation,
+		Storage: env.storage, Data: map[string]any{"immediate": true}})
+	require.NoError(t, err)
+	cfg, err := loadConfig(context.Background(), env.storage)
+	require.NoError(t, err)
+	require.Equal(t, env.fake.Password(testDomain, testUser), string(cfg.Password), "the rollback stored the password IAM has")
+	_, status, msg = env.rotate()
+	require.Equal(t, http.StatusOK, status, env.safe(msg))
+}
+
+// Second review: the change's answer lost and the probe failing: logins resume
+// with the old password although IAM may (here: does) have the new one.
+func TestNoLoginWithTheOldPasswordWhileTheChangeIsUnknown(t *testing.T) {
+	env, _ := newRotationEnv(t, nil)
+	env.configurePassword(map[string]any{"max_retries": 0})
+	_, status, msg := env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "change-password",
+		Status: 204, Body: smsfake.BodyDrop, Times: 1}))
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "token", Status: 503, Times: 1}))
+	_, _, msg = env.rotate()
+	require.Contains(t, msg, "IAM may have changed the password")
+	before := env.fake.Stats().IAMLoginFailures
+	for i := 0; i < 6; i++ { // reads over the two minutes before the rollback
+		env.readPassphrase(testTask)
+		env.clock.Advance(20 * time.Second)
+	}
+	t.Logf("failed logins before the rollback: %d", env.fake.Stats().IAMLoginFailures-before)
+	require.Zero(t, env.fake.Stats().IAMLoginFailures-before, "logins with the old password after the change was sent")
+}
+
+// liarStorage stores the config, then reports a failure (a commit whose
+// answer was lost: Raft leadership change, timeout).
+type liarStorage struct {
+	logical.Storage
+	lie atomic.Bool
+}
+
+func (s *liarStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	err := s.Storage.Put(ctx, e)
+	if err == nil && e.Key == configStorageKey && s.lie.Load() {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// Second review: a config store that took effect but reported failure: what does
+// the operator read, and what is left?
+func TestAStoreThatReportsAFailureButTookEffect(t *testing.T) {
+	env, _ := newRotationEnv(t, nil)
+	ls := &liarStorage{Storage: env.storage}
+	env.storage = ls
+	env.configureAccessKey(nil)
+	ls.lie.Store(true)
+	_, status, msg := env.rotate()
+	msg0 := msg
+	ls.lie.Store(false)
+	t.Logf("rotate: %d %s", status, msg)
+	cfg, _ := loadConfig(context.Background(), ls)
+	var ids []string
+	for _, k := range env.keys() {
+		ids = append(ids, k.Access)
+	}
+	t.Logf("stored key %s; IAM keys %v", cfg.AccessKey, ids)
+	_, status, msg = env.readPassphrase(testTask)
+	t.Logf("read: %d %s", status, msg)
+	require.NotEqual(t, testAccessKey, cfg.AccessKey, "the store took effect")
+	require.NotContains(t, msg0, "the configured key is unchanged", "the operator is told the opposite of what happened")
+	require.Contains(t, msg0, "is stored and in use")
+	require.Equal(t, []string{cfg.AccessKey}, ids, "the old key deleted, the stored one kept")
+	require.Equal(t, http.StatusOK, status, msg)
+}

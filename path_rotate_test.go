@@ -155,7 +155,7 @@ func TestRotationStepFailuresSayWhatFailedAndWhatWasLeft(t *testing.T) {
 		{name: "create refused", fault: smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "create-key", Status: 403},
 			status: 502, step: "create a new access key", left: "no key was created", keys: 1},
 		{name: "create answer lost", fault: smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "create-key", Status: 201, Body: smsfake.BodyDrop},
-			status: 502, step: "create a new access key", left: "nothing was left behind", keys: 1},
+			status: 502, step: "create a new access key", left: "the key(s) IAM created for this rotation were deleted", keys: 1},
 		{name: "store fails", storeErr: true,
 			status: 502, step: "store the new access key", left: "was deleted; the configured key is unchanged", keys: 1},
 		{name: "old key not deleted", fault: smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "delete-key", Status: 503},

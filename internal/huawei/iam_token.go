@@ -192,6 +192,7 @@ func (s *tokenSource) retire(ctx context.Context) error {
 	for !s.fetching.TryLock() {
 		select {
 		case <-ctx.Done():
+			s.resume() // nothing was changed: logins may go on
 			return ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
