@@ -632,6 +632,7 @@ func TestAStandbyReadingDuringAPasswordRotation(t *testing.T) {
 	var once atomic.Bool
 	hs.beforePut = func(_ context.Context, e *logical.StorageEntry) {
 		if e.Key == configStorageKey && once.CompareAndSwap(false, true) {
+			//nolint:contextcheck // another node's request, not part of the write being hooked
 			_, status, msg := requestOn(node2, hs.Storage, logical.ReadOperation, "passphrase/"+testTask, nil)
 			t.Logf("standby read in the window: %d %s", status, env.safe(msg))
 		}
