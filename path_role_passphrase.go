@@ -71,13 +71,23 @@ task that does not exist get the same 403.`,
 	}}
 }
 
-func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name, taskID := d.Get("role").(string), d.Get("task_id").(string)
+// roleAndTask returns a role path's validated role name and task id, or the
+// 400 that names the bad one.
+func roleAndTask(d *framework.FieldData) (name, taskID string, bad *logical.Response) {
+	name, taskID = d.Get("role").(string), d.Get("task_id").(string)
 	if err := validateRoleName(name); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return "", "", logical.ErrorResponse(err.Error())
 	}
 	if err := validateTaskID(taskID); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return "", "", logical.ErrorResponse(err.Error())
+	}
+	return name, taskID, nil
+}
+
+func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, taskID, bad := roleAndTask(d)
+	if bad != nil {
+		return bad, nil
 	}
 	r, known := b.roles.cached(name)
 	in, early, err := b.enterScope(ctx, req, name, taskID, r, known)
@@ -88,12 +98,9 @@ func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request,
 }
 
 func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name, taskID := d.Get("role").(string), d.Get("task_id").(string)
-	if err := validateRoleName(name); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	if err := validateTaskID(taskID); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+	name, taskID, bad := roleAndTask(d)
+	if bad != nil {
+		return bad, nil
 	}
 	r, known := b.roles.cached(name)
 	return b.readRolePassphrase(ctx, req, name, taskID, r, known)

@@ -102,6 +102,11 @@ type rotationError struct {
 	left   string
 }
 
+// stepFailed is a rotation that failed upstream (502) at step.
+func stepFailed(step string, err error, left string) error {
+	return &rotationError{status: http.StatusBadGateway, step: step, err: err, left: left}
+}
+
 func (e *rotationError) Error() string {
 	msg := "rotation failed at step \"" + e.step + "\""
 	if e.err != nil {
@@ -152,6 +157,12 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, scheduled b
 			return nil, nil
 		}
 	}
+	// cleanup outlives the caller (a rotation half done is finished or
+	// undone, whoever goes away) but not the bound.
+	cleanup, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), rotationBound+cleanupBound)
+	defer cancelCleanup()
+	ctx, cancel := context.WithTimeout(ctx, rotationBound)
+	defer cancel()
 	switch cfg.authMethod() {
 	case authMethodAccessKey:
 		if cfg.SecurityToken != "" {
@@ -159,9 +170,9 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, scheduled b
 				"temporary credentials (an access key with a security_token) cannot be rotated: IAM issues them for a limited time " +
 					"and they expire on their own; configure a permanent access key or the password method")}
 		}
-		return b.rotateAccessKey(ctx, s, cfg)
+		return b.rotateAccessKey(ctx, cleanup, s, cfg)
 	case authMethodPassword:
-		return b.rotatePassword(ctx, s, cfg)
+		return b.rotatePassword(ctx, cleanup, s, cfg)
 	default:
 		return nil, &rotationError{status: http.StatusBadRequest, step: "choose what to rotate", err: errors.New(
 			"a static token cannot be rotated: IAM issues tokens for a user and they expire within 24 hours; " +
@@ -185,28 +196,20 @@ type accessKeyWAL struct {
 	Marker       string `mapstructure:"marker" json:"marker"`
 }
 
-func (b *backend) rotateAccessKey(ctx context.Context, s logical.Storage, cfg *smsConfig) (*rotationResult, error) {
-	// cleanup outlives the caller (a rotation half done is finished or
-	// undone, whoever goes away) but not the bound.
-	cleanup, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), rotationBound+cleanupBound)
-	defer cancelCleanup()
-	ctx, cancel := context.WithTimeout(ctx, rotationBound)
-	defer cancel()
-
+// rotateAccessKey does the work under ctx and what must not be left half
+// done (storing, deleting the old key, undoing) under cleanup.
+func (b *backend) rotateAccessKey(ctx, cleanup context.Context, s logical.Storage, cfg *smsConfig) (*rotationResult, error) {
 	client, err := b.rotationClient(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	fail := func(step string, err error, left string) error {
-		return &rotationError{status: http.StatusBadGateway, step: step, err: err, left: left}
-	}
 	owner, err := client.ShowAccessKey(ctx, cfg.AccessKey)
 	if err != nil {
-		return nil, fail("find the IAM user that owns access_key", err, "nothing was changed")
+		return nil, stepFailed("find the IAM user that owns access_key", err, "nothing was changed")
 	}
 	keys, err := client.ListAccessKeys(ctx, owner.UserID)
 	if err != nil {
-		return nil, fail("list the IAM user's access keys", err, "nothing was changed")
+		return nil, stepFailed("list the IAM user's access keys", err, "nothing was changed")
 	}
 	if len(keys) >= 2 {
 		var others []string
@@ -225,7 +228,7 @@ func (b *backend) rotateAccessKey(ctx context.Context, s logical.Storage, cfg *s
 	wal := accessKeyWAL{UserID: owner.UserID, OldAccessKey: cfg.AccessKey, Marker: randomHex(8)}
 	walID, err := framework.PutWAL(ctx, s, walKindAccessKey, &wal)
 	if err != nil {
-		return nil, fail("record the rotation in the write-ahead log", err, "nothing was changed")
+		return nil, stepFailed("record the rotation in the write-ahead log", err, "nothing was changed")
 	}
 	newAccess, newSecret, err := client.CreateAccessKey(ctx, owner.UserID, rotationKeyMarker+wal.Marker)
 	if err != nil {
@@ -239,17 +242,17 @@ func (b *backend) rotateAccessKey(ctx context.Context, s logical.Storage, cfg *s
 		if strings.Contains(err.Error(), huawei.ErrKeyLimit) {
 			return nil, &rotationError{status: http.StatusBadRequest, step: "create a new access key", err: err, left: left}
 		}
-		return nil, fail("create a new access key", err, left)
+		return nil, stepFailed("create a new access key", err, left)
 	}
 
 	next := cfg.clone()
 	next.AccessKey, next.SecretKey = newAccess, secret(newSecret)
 	if err := b.checkNewKey(ctx, next); err != nil {
-		return nil, fail("check that the new access key works", err, b.undoAccessKey(cleanup, s, walID, wal, newAccess))
+		return nil, stepFailed("check that the new access key works", err, b.undoAccessKey(cleanup, s, walID, wal, newAccess))
 	}
 	next.LastRotated, next.Rotations = b.now().UTC(), cfg.Rotations+1
 	if err := storeConfig(cleanup, s, next); err != nil {
-		return nil, fail("store the new access key", err, b.undoAccessKey(cleanup, s, walID, wal, newAccess))
+		return nil, stepFailed("store the new access key", err, b.undoAccessKey(cleanup, s, walID, wal, newAccess))
 	}
 	if _, err := b.swapConnection(next, s, nil); err != nil {
 		b.dropConnection() // the next read builds it from storage
@@ -408,21 +411,14 @@ type passwordWAL struct {
 	Password string `mapstructure:"password" json:"password"` // the new one; WAL entries are seal-wrapped like the config
 }
 
-func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *smsConfig) (*rotationResult, error) {
-	cleanup, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), rotationBound+cleanupBound)
-	defer cancelCleanup()
-	ctx, cancel := context.WithTimeout(ctx, rotationBound)
-	defer cancel()
-
+// rotatePassword: ctx and cleanup as for rotateAccessKey.
+func (b *backend) rotatePassword(ctx, cleanup context.Context, s logical.Storage, cfg *smsConfig) (*rotationResult, error) {
 	client, err := b.rotationClient(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	fail := func(step string, err error, left string) error {
-		return &rotationError{status: http.StatusBadGateway, step: step, err: err, left: left}
-	}
 	if pending, err := pendingWAL(ctx, s, walKindPassword); err != nil {
-		return nil, fail("read the write-ahead log", err, "nothing was changed")
+		return nil, stepFailed("read the write-ahead log", err, "nothing was changed")
 	} else if pending {
 		// Its new password may be IAM's now, and the stored one not: a
 		// change sent with the stored one as the original would be refused.
@@ -432,7 +428,7 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 	}
 	userID, err := client.UserID(ctx)
 	if err != nil {
-		return nil, fail("learn the IAM user's id from a token", err, "nothing was changed")
+		return nil, stepFailed("learn the IAM user's id from a token", err, "nothing was changed")
 	}
 	pw, err := b.newPassword(ctx, cfg)
 	if err != nil {
@@ -440,7 +436,7 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 	}
 	walID, err := framework.PutWAL(ctx, s, walKindPassword, &passwordWAL{UserID: userID, Password: pw})
 	if err != nil {
-		return nil, fail("record the rotation in the write-ahead log", err, "nothing was changed")
+		return nil, stepFailed("record the rotation in the write-ahead log", err, "nothing was changed")
 	}
 	// From the change on, IAM refuses the old password: no login with it
 	// (each would count towards the user's lockout). The token held keeps
@@ -448,14 +444,14 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 	if err := client.RetireLogins(ctx); err != nil {
 		client.ResumeLogins()
 		_ = framework.DeleteWAL(cleanup, s, walID)
-		return nil, fail("wait for logins in flight", err, "nothing was changed")
+		return nil, stepFailed("wait for logins in flight", err, "nothing was changed")
 	}
 	if err := client.ChangePassword(ctx, userID, cfg.Password, secret(pw)); err != nil {
 		if !answerLost(err) {
 			// IAM answered, with an error: it did not change the password.
 			client.ResumeLogins()
 			_ = framework.DeleteWAL(cleanup, s, walID)
-			return nil, fail("change the IAM user's password", err, "IAM refused the change; the configured password is unchanged")
+			return nil, stepFailed("change the IAM user's password", err, "IAM refused the change; the configured password is unchanged")
 		}
 		// The answer was lost: a login with the new password tells
 		// whether IAM took it (one failed login if not, and only here).
@@ -465,12 +461,12 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 		case probeErr == nil:
 			client.ResumeLogins()
 			_ = framework.DeleteWAL(cleanup, s, walID)
-			return nil, fail("change the IAM user's password", err, "IAM did not take the new password; the configured password is unchanged")
+			return nil, stepFailed("change the IAM user's password", err, "IAM did not take the new password; the configured password is unchanged")
 		default:
 			// Still unknown. No login with the old password either (it may
 			// be the wrong one now): the rollback finds out, and stores the
 			// new one or resumes with the old.
-			return nil, fail("change the IAM user's password", err, fmt.Sprintf(
+			return nil, stepFailed("change the IAM user's password", err, fmt.Sprintf(
 				"IAM may have changed the password; within %s the write-ahead log rollback finds out and stores the one that works, "+
 					"and until then this node makes no new login", walRollbackMinAge+time.Minute))
 		}
@@ -489,7 +485,7 @@ func (b *backend) rotatePassword(ctx context.Context, s logical.Storage, cfg *sm
 		}
 	}
 	if storeErr != nil {
-		return nil, fail("store the new password", storeErr, fmt.Sprintf(
+		return nil, stepFailed("store the new password", storeErr, fmt.Sprintf(
 			"IAM has the new password and this node uses it, but it could not be stored: the write-ahead log rollback stores it within %s; "+
 				"until then other nodes, or this one after a restart, cannot log in", walRollbackMinAge+time.Minute))
 	}

@@ -352,34 +352,7 @@ func TestRollbackAfterAConfigDeleteNamesWhatIsLeft(t *testing.T) {
 func TestPasswordRotationMakesNoFailedLogins(t *testing.T) {
 	env, _ := newRotationEnv(t, func(o *smsfake.Options) { o.LockoutAfter = 5 })
 	env.configurePassword(nil)
-	var failures atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, status, msg := env.readPassphrase(testTask); status != http.StatusOK {
-					t.Logf("read failed: %d %s", status, env.safe(msg))
-					failures.Add(1)
-				}
-			}
-		}()
-	}
-	for i := 0; i < 3; i++ {
-		_, status, msg := env.rotate()
-		require.Equal(t, http.StatusOK, status, env.safe(msg))
-	}
-	close(stop)
-	wg.Wait()
-	t.Logf("failed logins: %d, failed reads: %d", env.fake.Stats().IAMLoginFailures, failures.Load())
-	require.Zero(t, failures.Load())
+	require.Zero(t, rotateUnderReads(t, env, 3), "failed reads")
 	require.Zero(t, env.fake.Stats().IAMLoginFailures, "rotation makes failed logins with the old password")
 }
 

@@ -400,33 +400,40 @@ func TestNoReadFailsBecauseOfARotation(t *testing.T) {
 			} else {
 				env.configureAccessKey(nil)
 			}
-			var failures atomic.Int64
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := 0; i < 4; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						if _, status, msg := env.readPassphrase(testTask); status != http.StatusOK {
-							failures.Add(1)
-							t.Logf("a read failed: %d %s", status, env.safe(msg))
-						}
-					}
-				}()
-			}
-			for i := 0; i < 3; i++ {
-				_, status, msg := env.rotate()
-				require.Equal(t, http.StatusOK, status, msg)
-			}
-			close(stop)
-			wg.Wait()
-			require.Zero(t, failures.Load())
+			require.Zero(t, rotateUnderReads(t, env, 3))
 		})
 	}
+}
+
+// rotateUnderReads rotates n times while four readers read testTask, and
+// returns how many reads failed.
+func rotateUnderReads(t *testing.T, env *testEnv, n int) int64 {
+	t.Helper()
+	var failures atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, status, msg := env.readPassphrase(testTask); status != http.StatusOK {
+					failures.Add(1)
+					t.Logf("a read failed: %d %s", status, env.safe(msg))
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		_, status, msg := env.rotate()
+		require.Equal(t, http.StatusOK, status, env.safe(msg))
+	}
+	close(stop)
+	wg.Wait()
+	return failures.Load()
 }
