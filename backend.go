@@ -79,15 +79,26 @@ type connection struct {
 	storage        logical.Storage
 	storageChecked atomic.Int64
 	// epoch is the cache epoch once this connection was in place: answers
-	// fetched with it may be stored under it (see readEpoch).
+	// fetched with it may be stored under it (see readConnection).
 	epoch uint64
 }
 
-// readEpoch is the epoch a read's answer is stored under: the one the read
-// took before loading its connection, unless building that connection
-// flushed the cache (a config from another node), in which case the
-// connection's own.
-func readEpoch(before uint64, c *connection) uint64 { return max(before, c.epoch) }
+// readConnection starts a read: the connection, the epoch its answer is
+// stored under, or the response when the engine is not configured. The epoch
+// is the one the read took before loading its connection, unless building
+// that connection flushed the cache (a config from another node), in which
+// case the connection's own.
+func (b *backend) readConnection(ctx context.Context, req *logical.Request) (*connection, uint64, *logical.Response, error) {
+	before := b.cache.currentEpoch()
+	conn, err := b.connection(ctx, req.Storage)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if conn == nil {
+		return nil, 0, notConfigured(req), nil
+	}
+	return conn, max(before, conn.epoch), nil, nil
+}
 
 func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 	if logger == nil {

@@ -97,15 +97,10 @@ func (b *backend) pathCertKeyRead(ctx context.Context, req *logical.Request, d *
 	if err := validateTaskID(taskID); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	epoch := b.cache.currentEpoch()
-	conn, err := b.connection(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
+	conn, epoch, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
-		return notConfigured(req), nil
+		return resp, err
 	}
-	epoch = readEpoch(epoch, conn)
 	return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, d.Get("enable_ca_cert").(bool), nil)
 }
 

@@ -99,15 +99,10 @@ func passphraseKey(taskID string) cacheKey { return cacheKey{kind: kindPassphras
 // readPassphrase serves a validated task id. A warm read is an atomic load, a
 // cache lookup and the response: nothing else.
 func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, taskID string) (*logical.Response, error) {
-	epoch := b.cache.currentEpoch()
-	conn, err := b.connection(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
+	conn, epoch, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
-		return notConfigured(req), nil
+		return resp, err
 	}
-	epoch = readEpoch(epoch, conn)
 	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil)
 }
 

@@ -114,15 +114,10 @@ func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Reque
 // It is enterScope written out: this is a hot path, and returning enterScope's
 // struct by value showed in the benchmark.
 func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, name, taskID string, r *role, known bool) (*logical.Response, error) {
-	epoch := b.cache.currentEpoch()
-	conn, err := b.connection(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
+	conn, epoch, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
-		return notConfigured(req), nil
+		return resp, err
 	}
-	epoch = readEpoch(epoch, conn)
 	if !known {
 		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
 			return nil, err
@@ -159,15 +154,10 @@ type inScope struct {
 // early (the engine is not configured) or with an error (no such role, out
 // of scope, upstream failure).
 func (b *backend) enterScope(ctx context.Context, req *logical.Request, name, taskID string, r *role, known bool) (inScope, *logical.Response, error) {
-	epoch := b.cache.currentEpoch()
-	conn, err := b.connection(ctx, req.Storage)
-	if err != nil {
-		return inScope{}, nil, err
-	}
+	conn, epoch, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
-		return inScope{}, notConfigured(req), nil
+		return inScope{}, resp, err
 	}
-	epoch = readEpoch(epoch, conn)
 	if !known {
 		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
 			return inScope{}, nil, err

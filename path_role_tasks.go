@@ -3,7 +3,6 @@ package sms
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"unicode"
 
@@ -68,7 +67,7 @@ func (b *backend) pathRoleTasksList(ctx context.Context, req *logical.Request, d
 		return nil, err
 	}
 	if r == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+		return nil, roleMissing(name)
 	}
 
 	keys := []string{}

@@ -53,26 +53,10 @@ func (r *redactor) clean(s string, extra ...string) string {
 }
 
 func (r *redactor) redact(s string, secrets []string) string {
-	// Matching runs on a shadow of the text, without control, format and
-	// space characters and with ASCII letters lower-cased, so that an
+	// Matching runs on a shadow of the text (see shadowOf), so that an
 	// upstream that changes a credential's case or breaks it up with
-	// invisible characters does not slip it through; pos maps each shadow
-	// byte back to the text.
-	shadow := make([]byte, 0, len(s))
-	pos := make([]int, 0, len(s))
-	for i, rn := range s {
-		if skipped(rn) {
-			continue
-		}
-		size := utf8.RuneLen(rn)
-		if rn == utf8.RuneError {
-			size = 1
-		}
-		for j := 0; j < size && i+j < len(s); j++ {
-			shadow = append(shadow, lowerASCII(s[i+j]))
-			pos = append(pos, i+j)
-		}
-	}
+	// invisible characters does not slip it through.
+	shadow, pos := shadowOf(s)
 	text := string(shadow)
 
 	// mark[i] is true when byte i of s belongs to a credential or a piece of one.
@@ -139,10 +123,13 @@ func lowerASCII(c byte) byte {
 	return c
 }
 
-// normalize is what matching sees of a credential.
-func normalize(secret string) string {
-	var b strings.Builder
-	for i, rn := range secret {
+// shadowOf is what matching sees of a text: the text without control,
+// format and space characters and with ASCII letters lower-cased; pos maps
+// each shadow byte back to the text.
+func shadowOf(s string) (shadow []byte, pos []int) {
+	shadow = make([]byte, 0, len(s))
+	pos = make([]int, 0, len(s))
+	for i, rn := range s {
 		if skipped(rn) {
 			continue
 		}
@@ -150,11 +137,18 @@ func normalize(secret string) string {
 		if rn == utf8.RuneError {
 			size = 1
 		}
-		for j := 0; j < size && i+j < len(secret); j++ {
-			b.WriteByte(lowerASCII(secret[i+j]))
+		for j := 0; j < size && i+j < len(s); j++ {
+			shadow = append(shadow, lowerASCII(s[i+j]))
+			pos = append(pos, i+j)
 		}
 	}
-	return b.String()
+	return shadow, pos
+}
+
+// normalize is what matching sees of a credential.
+func normalize(secret string) string {
+	shadow, _ := shadowOf(secret)
+	return string(shadow)
 }
 
 // withQuotedForms adds, for each credential with characters Go escapes when

@@ -289,7 +289,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "/__fake/"):
 		s.serveControl(w, r)
 	case path == "/v3/auth/tokens":
-		s.serveIAMToken(w, r)
+		s.serveIAMCall(w, r, callToken, s.tokenReply)
 	case path == credentialsPath || strings.HasPrefix(path, credentialsPath+"/"):
 		s.routeCredentials(w, r, strings.TrimPrefix(strings.TrimPrefix(path, credentialsPath), "/"))
 	case strings.HasPrefix(path, "/v3/users/") && strings.HasSuffix(path, "/password"):

@@ -30,13 +30,16 @@ type tokenRequest struct {
 	} `json:"auth"`
 }
 
-// serveIAMToken is POST /v3/auth/tokens with the password method: 201 with the
-// token in X-Subject-Token, or 401 for a wrong user, password or domain, or a
-// user locked out after too many failures.
-func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
+// serveIAMCall answers one of IAM's calls (the token, or a self-service
+// call): counts it, applies any fault, and otherwise the call's normal answer.
+func (s *Server) serveIAMCall(w http.ResponseWriter, r *http.Request, call string, normal func(*http.Request) reply) {
 	s.mu.Lock()
-	s.stats.IAMTokenRequests++
-	fault := s.takeFault("iam", callToken, "")
+	if call == callToken {
+		s.stats.IAMTokenRequests++
+	} else {
+		s.stats.IAMKeyCalls[call]++
+	}
+	fault := s.takeFault("iam", call, "")
 	s.mu.Unlock()
 	if fault != nil {
 		s.countFault()
@@ -46,11 +49,14 @@ func (s *Server) serveIAMToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var rep reply
 	if !fault.replaces() {
-		rep = s.tokenReply(r)
+		rep = normal(r)
 	}
-	fault.deliver(w, r, fault.apply(r, callToken, rep, "", iamError, s.now()))
+	fault.deliver(w, r, fault.apply(r, call, rep, "", iamError, s.now()))
 }
 
+// tokenReply is POST /v3/auth/tokens with the password method: 201 with the
+// token in X-Subject-Token, or 401 for a wrong user, password or domain, or a
+// user locked out after too many failures.
 func (s *Server) tokenReply(r *http.Request) reply {
 	if r.Method != http.MethodPost {
 		return iamError(http.StatusMethodNotAllowed, "", "The method is not allowed.")

@@ -223,26 +223,6 @@ func (s *Server) AddUser(u User) {
 	s.users = append(s.users, u)
 }
 
-// serveIAMCall answers one of IAM's self-service calls: counts it, applies
-// any fault, and otherwise the call's normal answer.
-func (s *Server) serveIAMCall(w http.ResponseWriter, r *http.Request, call string, normal func(*http.Request) reply) {
-	s.mu.Lock()
-	s.stats.IAMKeyCalls[call]++
-	fault := s.takeFault("iam", call, "")
-	s.mu.Unlock()
-	if fault != nil {
-		s.countFault()
-	}
-	if !fault.before(w, r) {
-		return
-	}
-	var rep reply
-	if !fault.replaces() {
-		rep = normal(r)
-	}
-	fault.deliver(w, r, fault.apply(r, call, rep, "", iamError, s.now()))
-}
-
 // routeCredentials serves /v3.0/OS-CREDENTIAL/credentials[/{access_key}].
 func (s *Server) routeCredentials(w http.ResponseWriter, r *http.Request, access string) {
 	if strings.Contains(access, "/") {
