@@ -133,11 +133,10 @@ func shadowOf(s string) (shadow []byte, pos []int) {
 		if skipped(rn) {
 			continue
 		}
-		size := utf8.RuneLen(rn)
-		if rn == utf8.RuneError {
-			size = 1
-		}
-		for j := 0; j < size && i+j < len(s); j++ {
+		// The bytes the rune was decoded from: one for a broken byte, three
+		// for a real U+FFFD.
+		_, size := utf8.DecodeRuneInString(s[i:])
+		for j := 0; j < size; j++ {
 			shadow = append(shadow, lowerASCII(s[i+j]))
 			pos = append(pos, i+j)
 		}

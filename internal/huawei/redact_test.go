@@ -76,3 +76,42 @@ func TestRedactionSeesThroughCaseAndInvisibleCharacters(t *testing.T) {
 	// Ordinary text stays readable.
 	require.Equal(t, "line1 line2 ok", r.clean("line1\nline2 ok"))
 }
+
+// A credential with a U+FFFD in it (valid UTF-8, three bytes) is redacted
+// whole: matching once took that character for one byte of broken UTF-8 and
+// left its last two bytes standing after the mark.
+func TestRedactionCoversReplacementCharactersWhole(t *testing.T) {
+	r := newRedactor([]string{"pw-0123456789\uFFFD", "\uFFFDpw-abcdefghij"}, nil)
+	require.Equal(t, "bad password <redacted>.", r.clean("bad password pw-0123456789\uFFFD."))
+	require.Equal(t, "bad password <redacted>.", r.clean("bad password \uFFFDpw-abcdefghij."))
+}
+
+// Whatever surrounds a credential, and whatever characters it holds, the
+// cleaned text neither contains it nor is left with pieces of a character
+// the mark cut through.
+func FuzzRedactionLeavesNoCredential(f *testing.F) {
+	f.Add("bad password ", "pw-0123456789\uFFFD", ".")
+	f.Add("x", "tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e", "y")
+	f.Add("\u00e9", "\u00e9\u4e2d\u6587-secret-\U0001F600", "\u200b")
+	f.Add("", "abcd", "abcd")
+	f.Fuzz(func(t *testing.T, before, secret, after string) {
+		if !utf8.ValidString(before+secret+after) || strings.ContainsAny(secret, "<>") {
+			return // a secret that spells the marker would be found in it
+		}
+		for _, rn := range secret {
+			if skipped(rn) {
+				return // such a credential is matched without those characters
+			}
+		}
+		if len(secret) < minSecret {
+			return
+		}
+		out := newRedactor([]string{secret}, nil).clean(before + secret + after)
+		if strings.Contains(strings.ToLower(out), strings.ToLower(secret)) {
+			t.Fatalf("the credential is still in the text (%d bytes out)", len(out))
+		}
+		if !utf8.ValidString(out) {
+			t.Fatalf("the mark cut a character: %q", out)
+		}
+	})
+}
