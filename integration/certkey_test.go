@@ -100,25 +100,9 @@ func TestAgentWritesCertAndKeyFilesAndRerendersAfterRotation(t *testing.T) {
 	neverLog(keyBodies(fake.CertKeyOf(roleTaskA1))...)
 
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(token), 0o600))
 	certFile, keyFile := filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key")
-	config := filepath.Join(dir, "agent.hcl")
 	secret := `{{ with secret \"sms/roles/team-a/certkey/` + roleTaskA1 + `\" }}`
-	require.NoError(t, os.WriteFile(config, []byte(`
-vault {
-  address = "`+v.addr+`"
-}
-auto_auth {
-  method "token_file" {
-    config = {
-      token_file_path = "`+tokenFile+`"
-    }
-  }
-}
-template_config {
-  static_secret_render_interval = "1s"
-}
+	startAgent(t, v, token, dir, `
 template {
   contents    = "`+secret+`{{ .Data.cert }}{{ end }}"
   destination = "`+certFile+`"
@@ -129,8 +113,7 @@ template {
   destination = "`+keyFile+`"
   perms       = "0600"
 }
-`), 0o600))
-	startProcess(t, "vault-agent", vaultBin, "agent", "-config="+config)
+`)
 	rendered := func(path string) string { b, _ := os.ReadFile(path); return strings.TrimSpace(string(b)) }
 	matches := func(set map[string]string) bool {
 		return rendered(certFile) == strings.TrimSpace(set["cert"]) && rendered(keyFile) == strings.TrimSpace(set["private_key"])

@@ -208,32 +208,14 @@ func TestVaultAgentRendersAndReRenders(t *testing.T) {
 	neverLog(token)
 
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(token), 0o600))
 	rendered := filepath.Join(dir, "passphrase.txt")
-	config := filepath.Join(dir, "agent.hcl")
-	require.NoError(t, os.WriteFile(config, []byte(`
-vault {
-  address = "`+v.addr+`"
-}
-auto_auth {
-  method "token_file" {
-    config = {
-      token_file_path = "`+tokenFile+`"
-    }
-  }
-}
-template_config {
-  static_secret_render_interval = "1s"
-}
+	agent := startAgent(t, v, token, dir, `
 template {
   contents    = "{{ with secret \"sms/passphrase/demo-task-0001\" }}{{ .Data.passphrase }}{{ end }}"
   destination = "`+rendered+`"
   perms       = "0600"
 }
-`), 0o600))
-
-	agent := startProcess(t, "vault-agent", vaultBin, "agent", "-config="+config)
+`)
 	readRendered := func() string { b, _ := os.ReadFile(rendered); return string(b) }
 	waitFor(t, 60*time.Second, "the agent to render the passphrase", func() bool { return readRendered() == passphrase })
 

@@ -430,6 +430,32 @@ type process struct {
 	logPath string
 }
 
+// startAgent starts a Vault Agent that logs in with token (from a file in
+// dir) and renders the given template stanzas, re-reading static secrets
+// every second.
+func startAgent(t *testing.T, v *vaultServer, token, dir, templates string) *process {
+	t.Helper()
+	tokenFile := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte(token), 0o600))
+	config := filepath.Join(dir, "agent.hcl")
+	require.NoError(t, os.WriteFile(config, []byte(`
+vault {
+  address = "`+v.addr+`"
+}
+auto_auth {
+  method "token_file" {
+    config = {
+      token_file_path = "`+tokenFile+`"
+    }
+  }
+}
+template_config {
+  static_secret_render_interval = "1s"
+}
+`+templates), 0o600))
+	return startProcess(t, "vault-agent", vaultBin, "agent", "-config="+config)
+}
+
 func startProcess(t *testing.T, name, bin string, args ...string) *process {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
