@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,4 +273,53 @@ func TestRolePassphraseReadDoesNotServeWhatADeleteEvictedDuringItsScopeCheck(t *
 	env.b.fetchHook = nil
 	require.Equal(t, http.StatusOK, status, msg)
 	require.Equal(t, "pp-a1-changed-0123", resp.Data["passphrase"], "served what the delete had evicted")
+}
+
+// base64Runs returns the stretches of base64, as long as a third of a PEM
+// line, that are not hex (request ids): no message or log line of the
+// engine holds one, so one there is DER.
+func base64Runs(text string) []string {
+	var out []string
+	for _, run := range regexp.MustCompile(`[A-Za-z0-9+/]{24,}`).FindAllString(text, -1) {
+		if strings.Trim(run, "0123456789abcdef") != "" {
+			out = append(out, run)
+		}
+	}
+	return out
+}
+
+// Issue 17, defect 6: a private key's bytes labelled CERTIFICATE, in cert,
+// after target_mgmt_cert's certificate or in ca, are a 502 on the direct
+// and the role path, with no PEM or base64 in the message or the log, and
+// nothing cached.
+func TestCertKeyKeyBytesInACertificateBlockAreA502(t *testing.T) {
+	for _, tc := range []struct {
+		mode, field string
+		ca          bool
+	}{
+		{smsfake.FaultKeyInCertBlock, "cert", false},
+		{smsfake.FaultKeyAfterMgmtCert, "target_mgmt_cert", false},
+		{smsfake.FaultKeyInCABlock, "ca", true},
+	} {
+		for _, path := range []string{"certkey/" + taskA1, "roles/team-a/certkey/" + taskA1} {
+			t.Run(tc.mode+" "+path, func(t *testing.T) {
+				env := newTeamAEnv(t, time.Hour)
+				require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: tc.mode, Call: "certkey"}))
+				resp, status, msg := env.readCertKey(path, tc.ca)
+				require.Equal(t, http.StatusBadGateway, status, env.safe(msg))
+				require.Nil(t, resp)
+				require.Contains(t, msg, "answered with a "+tc.field+" that is not")
+				for where, text := range map[string]string{"the message": msg, "the log": env.logs.String()} {
+					require.NotContains(t, text, "-----", where)
+					require.Empty(t, len(base64Runs(text)), "%s holds runs of base64", where)
+				}
+				require.EqualValues(t, 0, env.cacheStats()["certkey_entries"], "nothing cached")
+
+				env.fake.ClearFaults()
+				resp, status, msg = env.readCertKey(path, tc.ca)
+				require.Equal(t, http.StatusOK, status, msg)
+				require.NotEmpty(t, resp.Data["cert_not_after"], "a served answer has a cert_not_after")
+			})
+		}
+	}
 }

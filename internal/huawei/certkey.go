@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 )
@@ -26,10 +28,10 @@ type CertKey struct {
 	TargetDataCert       string `json:"target_data_cert"`
 	TargetDataPrivateKey string `json:"target_data_private_key"`
 
-	// CertNotAfter is the NotAfter of cert, when it parses as an X.509
-	// certificate; EarliestNotAfter the earliest NotAfter of every
-	// certificate that parses, in any field: past it, something served is
-	// no longer valid.
+	// CertNotAfter is the NotAfter of cert's first certificate (CertKey
+	// refuses an answer without one); EarliestNotAfter the earliest NotAfter
+	// of every certificate, in any field: past it, something served is no
+	// longer valid.
 	CertNotAfter     time.Time `json:"-"`
 	EarliestNotAfter time.Time `json:"-"`
 }
@@ -56,8 +58,9 @@ func (ck *CertKey) Fields() []CertKeyField {
 
 // CertKey returns the certificate and keys of a task's secure transmission
 // channel. enableCA asks SMS for the CA certificate too. Every field is
-// checked to be PEM of the type that belongs there; an answer that is not is
-// an *Error that names the field and repeats none of its content.
+// checked to hold what belongs there (see checkPEM), and cert must be
+// present; an answer that is not so is an *Error that names the field and
+// repeats none of its content.
 func (c *Client) CertKey(ctx context.Context, taskID string, enableCA bool) (ck *CertKey, err error) {
 	defer recovered("SMS", c.logger, &err)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -78,24 +81,8 @@ func (c *Client) CertKey(ctx context.Context, taskID string, enableCA bool) (ck 
 	}
 	present := 0
 	for _, f := range body.Fields() {
-		if f.Value == "" {
-			continue
-		}
-		present++
-		if problem := checkPEM(f.Value, f.Key); problem != "" {
-			return nil, c.bad(k, ans, fmt.Sprintf("answered with a %s that is not %s", f.Name, problem))
-		}
-		if !f.Key {
-			for i, na := range notAfters(f.Value) {
-				if f.Name == "cert" && i == 0 {
-					// The first block is the certificate itself; any
-					// other is its chain.
-					body.CertNotAfter = na
-				}
-				if !na.IsZero() && (body.EarliestNotAfter.IsZero() || na.Before(body.EarliestNotAfter)) {
-					body.EarliestNotAfter = na
-				}
-			}
+		if f.Value != "" {
+			present++
 		}
 	}
 	if present == 0 {
@@ -103,81 +90,152 @@ func (c *Client) CertKey(ctx context.Context, taskID string, enableCA bool) (ck 
 		// it would hand Agent templates empty files.
 		return nil, c.bad(k, ans, "answered without any certificate or key")
 	}
+	if body.Cert == "" {
+		// Every answer served says when its certificate expires.
+		return nil, c.bad(k, ans, "answered without a cert")
+	}
+	for _, f := range body.Fields() {
+		if f.Value == "" {
+			continue
+		}
+		notAfters, problem := checkPEM(f.Value, f.Key)
+		if problem != "" {
+			return nil, c.bad(k, ans, fmt.Sprintf("answered with a %s that is not %s", f.Name, problem))
+		}
+		for i, na := range notAfters {
+			if f.Name == "cert" && i == 0 {
+				// The first block is the certificate itself; any other
+				// is its chain.
+				body.CertNotAfter = na
+			}
+			if body.EarliestNotAfter.IsZero() || na.Before(body.EarliestNotAfter) {
+				body.EarliestNotAfter = na
+			}
+		}
+	}
 	return &body, nil
 }
 
-// privateKeyTypes are the PEM block types a private key may come in:
-// PKCS#8, plain or encrypted, and the legacy PKCS#1 and SEC 1 forms (which
-// carry their encryption in PEM headers). The engine never decrypts one.
-var privateKeyTypes = map[string]bool{
-	"PRIVATE KEY": true, "ENCRYPTED PRIVATE KEY": true, "RSA PRIVATE KEY": true, "EC PRIVATE KEY": true,
+// keyShapes are the PEM block types a private key may come in, PKCS#8
+// (plain or encrypted) and the legacy PKCS#1 and SEC 1 forms, each with the
+// ASN.1 tags its DER starts with: a SEQUENCE whose first elements have these
+// tags. The engine never parses a key further (it never uses one, and need
+// not know its algorithm), but a certificate or arbitrary bytes under a key
+// label are refused.
+var keyShapes = map[string][]int{
+	"PRIVATE KEY":           {asn1.TagInteger, asn1.TagSequence, asn1.TagOctetString}, // version, algorithm, key
+	"ENCRYPTED PRIVATE KEY": {asn1.TagSequence, asn1.TagOctetString},                  // algorithm, ciphertext
+	"RSA PRIVATE KEY":       {asn1.TagInteger, asn1.TagInteger},                       // version, modulus
+	"EC PRIVATE KEY":        {asn1.TagInteger, asn1.TagOctetString},                   // version, key
 }
 
-// checkPEM returns "" when v is PEM holding what the field should hold (one
-// or more CERTIFICATE blocks, or exactly one private key block) and nothing
-// else but white space; otherwise what it should have been. It never says
-// what v holds.
-func checkPEM(v string, key bool) string {
+// legacyEncrypted are the types that may carry RFC 1421 encryption headers
+// (Proc-Type and DEK-Info); their content is then ciphertext.
+var legacyEncrypted = map[string]bool{"RSA PRIVATE KEY": true, "EC PRIVATE KEY": true}
+
+// dekInfo is the DEK-Info of a legacy encrypted key: a cipher name and a
+// hex IV.
+var dekInfo = regexp.MustCompile(`^[A-Z0-9-]{1,32},[0-9A-Fa-f]{16,64}$`)
+
+// checkPEM returns "" when v is PEM holding what the field should hold and
+// nothing else but white space, otherwise what it should have been, never
+// what it holds. A certificate field holds one or more CERTIFICATE blocks,
+// each an X.509 certificate that crypto/x509 parses: a key's bytes under a
+// certificate's label would otherwise be served as a certificate, and
+// written where certificates go (often a world-readable file). notAfters
+// are their NotAfter, in order. A key field holds exactly one block of a
+// private key type, shaped like such a key (see keyShapes) or encrypted
+// under legacy PEM headers.
+func checkPEM(v string, key bool) (notAfters []time.Time, problem string) {
 	want := "PEM of one or more CERTIFICATE blocks"
 	if key {
 		want = "PEM of exactly one private key block"
 	}
+	blocks, ok := pemBlocks(v)
+	if !ok || len(blocks) == 0 || key && len(blocks) != 1 {
+		return nil, want
+	}
+	if key {
+		b := blocks[0]
+		shape, known := keyShapes[b.Type]
+		switch {
+		case !known:
+			return nil, want
+		case len(b.Headers) > 0:
+			if !legacyEncrypted[b.Type] || !encryptionHeaders(b.Headers) || len(b.Bytes) == 0 || len(b.Bytes)%8 != 0 {
+				return nil, "a private key: its PEM headers are not a legacy encryption's (Proc-Type 4,ENCRYPTED and DEK-Info) over whole cipher blocks"
+			}
+		case !derShaped(b.Bytes, shape):
+			return nil, fmt.Sprintf("a private key: its %s block does not hold one", b.Type)
+		}
+		return nil, ""
+	}
+	for i, b := range blocks {
+		// Headers would carry text past this check into a field served as
+		// a certificate.
+		if b.Type != "CERTIFICATE" || len(b.Headers) > 0 {
+			return nil, want
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			// The parser's message may quote the bytes: it is not repeated.
+			return nil, fmt.Sprintf("X.509 certificates only: block %d of %d does not parse as one", i+1, len(blocks))
+		}
+		notAfters = append(notAfters, cert.NotAfter)
+	}
+	return notAfters, ""
+}
+
+// pemBlocks splits v into PEM blocks, refusing anything else but white
+// space around or between them.
+func pemBlocks(v string) ([]*pem.Block, bool) {
+	var blocks []*pem.Block
 	rest := []byte(v)
-	blocks := 0
 	for {
 		rest = bytes.TrimSpace(rest)
 		if len(rest) == 0 {
-			break
+			return blocks, true
 		}
 		// pem.Decode skips any text before a block: refuse it here.
 		if !bytes.HasPrefix(rest, []byte("-----BEGIN ")) {
-			return want
+			return nil, false
 		}
 		block, next := pem.Decode(rest)
 		if block == nil {
-			return want // not PEM, or something else around the blocks
+			return nil, false // not PEM, or something else around the blocks
 		}
 		// pem.Decode also skips a block it cannot read and returns the
 		// next: what it consumed must hold exactly one BEGIN line, or a
 		// broken block (anything at all, a key in a certificate field)
 		// would pass unseen.
 		if bytes.Count(rest[:len(rest)-len(next)], []byte("-----BEGIN")) != 1 {
-			return want
+			return nil, false
 		}
-		if key && !privateKeyTypes[block.Type] || !key && block.Type != "CERTIFICATE" {
-			return want
-		}
-		// Headers belong to encrypted legacy keys; in a certificate block
-		// they would carry text past this check into a field served as a
-		// certificate.
-		if !key && len(block.Headers) > 0 {
-			return want
-		}
-		blocks++
+		blocks = append(blocks, block)
 		rest = next
 	}
-	if blocks == 0 || key && blocks != 1 {
-		return want
-	}
-	return ""
 }
 
-// notAfters returns, for each block of a certificate field that checkPEM
-// accepted, its NotAfter, or the zero time when it does not parse as an
-// X.509 certificate.
-func notAfters(v string) []time.Time {
-	var out []time.Time
-	rest := []byte(v)
-	for {
-		block, next := pem.Decode(rest)
-		if block == nil {
-			return out
-		}
-		var na time.Time
-		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
-			na = cert.NotAfter
-		}
-		out = append(out, na)
-		rest = next
+// encryptionHeaders reports whether h are exactly the headers of legacy PEM
+// encryption, in printable ASCII.
+func encryptionHeaders(h map[string]string) bool {
+	return len(h) == 2 && h["Proc-Type"] == "4,ENCRYPTED" && dekInfo.MatchString(h["DEK-Info"])
+}
+
+// derShaped reports whether der is one ASN.1 SEQUENCE, with nothing after
+// it, whose first elements have the universal tags given.
+func derShaped(der []byte, tags []int) bool {
+	var seq asn1.RawValue
+	rest, err := asn1.Unmarshal(der, &seq)
+	if err != nil || len(rest) != 0 || seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
+		return false
 	}
+	inner := seq.Bytes
+	for _, tag := range tags {
+		var el asn1.RawValue
+		if inner, err = asn1.Unmarshal(inner, &el); err != nil || el.Class != asn1.ClassUniversal || el.Tag != tag {
+			return false
+		}
+	}
+	return true
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -43,11 +44,39 @@ func body(block string) string {
 
 func TestCheckPEM(t *testing.T) {
 	cert, key := testCertAndKey(t, time.Now().Add(time.Hour))
-	block := func(typ string) string {
-		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: []byte("opaque")}))
+	block := func(typ string, der []byte) string {
+		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
 	}
-	encrypted := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY",
-		Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00112233445566778899AABBCCDDEEFF"}, Bytes: []byte("x")}))
+	opaque := func(typ string) string { return block(typ, []byte("opaque")) }
+	der := func(v any) []byte {
+		b, err := asn1.Marshal(v)
+		require.NoError(t, err)
+		return b
+	}
+	keyDER, _ := pem.Decode([]byte(key))
+	certDER, _ := pem.Decode([]byte(cert))
+	legacy := func(headers map[string]string, ciphertext []byte) string {
+		return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: headers, Bytes: ciphertext}))
+	}
+	encryptedHeaders := map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00112233445566778899AABBCCDDEEFF"}
+	encrypted := legacy(encryptedHeaders, make([]byte, 32))
+	type algorithm struct{ OID asn1.ObjectIdentifier }
+	// Shapes of keys the engine does not need to understand: an encrypted
+	// PKCS#8 key, and PKCS#1 and SEC 1 keys of any algorithm or curve.
+	encryptedPKCS8 := der(struct {
+		Alg algorithm
+		Key []byte
+	}{algorithm{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}}, []byte("ciphertext")})
+	rsaKey := der(struct{ Version, N, E int }{0, 12345, 65537})
+	ecKey := der(struct {
+		Version int
+		Key     []byte
+	}{1, []byte("k")})
+	unknownPKCS8 := der(struct {
+		Version int
+		Alg     algorithm
+		Key     []byte
+	}{0, algorithm{asn1.ObjectIdentifier{1, 2, 156, 10197, 1, 301}}, []byte("k")}) // an SM2 key: crypto/x509 knows no such curve
 	for _, tc := range []struct {
 		name  string
 		value string
@@ -63,14 +92,35 @@ func TestCheckPEM(t *testing.T) {
 		{"text after", cert + "trailing", false, false},
 		{"not PEM", "MIIB...", false, false},
 		{"a truncated block", cert[:len(cert)/2], false, false},
+		// Issue 17, defect 6: well-formed PEM of the right type is not
+		// enough; every block must be a certificate.
+		{"a key's bytes labelled CERTIFICATE", block("CERTIFICATE", keyDER.Bytes), false, false},
+		{"a key's bytes labelled CERTIFICATE after a certificate", cert + block("CERTIFICATE", keyDER.Bytes), false, false},
+		{"opaque bytes labelled CERTIFICATE", opaque("CERTIFICATE"), false, false},
+		{"a certificate with trailing bytes", block("CERTIFICATE", append(append([]byte(nil), certDER.Bytes...), 0)), false, false},
 		{"PKCS#8 key", key, true, true},
-		{"PKCS#8 encrypted key", block("ENCRYPTED PRIVATE KEY"), true, true},
+		{"PKCS#8 key of an algorithm crypto/x509 does not know", block("PRIVATE KEY", unknownPKCS8), true, true},
+		{"PKCS#8 encrypted key", block("ENCRYPTED PRIVATE KEY", encryptedPKCS8), true, true},
 		{"legacy encrypted key", encrypted, true, true},
-		{"EC key", block("EC PRIVATE KEY"), true, true},
+		{"PKCS#1 key", block("RSA PRIVATE KEY", rsaKey), true, true},
+		{"SEC 1 key", block("EC PRIVATE KEY", ecKey), true, true},
 		{"two keys", key + key, true, false},
 		{"a certificate where a key belongs", cert, true, false},
-		{"a public key", block("PUBLIC KEY"), true, false},
+		{"a public key", opaque("PUBLIC KEY"), true, false},
 		{"only white space", "  \n", true, false},
+		// Key fields: the label must match what the block holds.
+		{"a certificate's bytes labelled PRIVATE KEY", block("PRIVATE KEY", certDER.Bytes), true, false},
+		{"a certificate's bytes labelled ENCRYPTED PRIVATE KEY", block("ENCRYPTED PRIVATE KEY", certDER.Bytes), true, false},
+		{"a certificate's bytes labelled EC PRIVATE KEY", block("EC PRIVATE KEY", certDER.Bytes), true, false},
+		{"opaque bytes labelled PRIVATE KEY", opaque("PRIVATE KEY"), true, false},
+		{"opaque bytes labelled ENCRYPTED PRIVATE KEY", opaque("ENCRYPTED PRIVATE KEY"), true, false},
+		{"a PKCS#1 key labelled PRIVATE KEY", block("PRIVATE KEY", rsaKey), true, false},
+		{"a key with trailing bytes", block("PRIVATE KEY", append(append([]byte(nil), keyDER.Bytes...), 0)), true, false},
+		{"legacy headers on a PKCS#8 key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Headers: encryptedHeaders, Bytes: keyDER.Bytes})), true, false},
+		{"legacy headers with a comment", legacy(map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": encryptedHeaders["DEK-Info"], "Comment": "opaque"}, make([]byte, 32)), true, false},
+		{"legacy headers with text in DEK-Info", legacy(map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,opaque\u202e"}, make([]byte, 32)), true, false},
+		{"legacy headers that do not say encrypted", legacy(map[string]string{"Proc-Type": "4,MIC-ONLY", "DEK-Info": encryptedHeaders["DEK-Info"]}, make([]byte, 32)), true, false},
+		{"legacy ciphertext that is not whole cipher blocks", legacy(encryptedHeaders, make([]byte, 31)), true, false},
 		// pem.Decode skips a block it cannot read and returns the next one:
 		// whatever rides in the broken block must not pass with it.
 		{"a key in a broken block before a certificate", "-----BEGIN PRIVATE KEY-----\n" + body(key) + "\n-----END CERTIFICATE-----\n" + cert, false, false},
@@ -79,22 +129,25 @@ func TestCheckPEM(t *testing.T) {
 		{"a broken key block before a key", "-----BEGIN RSA PRIVATE KEY-----\n" + body(key) + "\n-----END PRIVATE KEY-----\n" + key, true, false},
 		{"an empty BEGIN before a key", "-----BEGIN \n" + key, true, false},
 		{"a certificate with headers", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE",
-			Headers: map[string]string{"Comment": "opaque"}, Bytes: []byte("x")})), false, false},
+			Headers: map[string]string{"Comment": "opaque"}, Bytes: certDER.Bytes})), false, false},
 	} {
-		problem := checkPEM(tc.value, tc.key)
+		_, problem := checkPEM(tc.value, tc.key)
 		require.Equal(t, tc.ok, problem == "", "%s: %s", tc.name, problem)
 		require.NotContains(t, problem, "opaque")
 	}
 }
 
-func TestNotAfterOfEveryCertificateThatParses(t *testing.T) {
+func TestCheckPEMGivesTheNotAfterOfEveryCertificate(t *testing.T) {
 	early, _ := testCertAndKey(t, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	late, _ := testCertAndKey(t, time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC))
-	got := notAfters(late + early + string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")})))
-	require.Len(t, got, 3)
-	require.True(t, got[0].After(got[1]))
+	got, problem := checkPEM(late+early, false)
+	require.Empty(t, problem)
+	require.Len(t, got, 2)
+	require.Equal(t, 2031, got[0].Year())
 	require.True(t, strings.HasPrefix(got[1].Format(time.RFC3339), "2030-01-01"))
-	require.True(t, got[2].IsZero(), "a block that does not parse has no NotAfter")
+
+	_, problem = checkPEM(late+early+string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")})), false)
+	require.Equal(t, "X.509 certificates only: block 3 of 3 does not parse as one", problem)
 }
 
 func certKeyAnswer(t *testing.T, answer string) (*CertKey, error) {
@@ -124,18 +177,37 @@ func TestCertKeyAnswerWithoutAnyFieldIsRefused(t *testing.T) {
 func TestCertNotAfterIsTheFirstBlocksOnly(t *testing.T) {
 	chain, _ := testCertAndKey(t, time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC))
 	leaf, _ := testCertAndKey(t, time.Date(2035, 1, 1, 0, 0, 0, 0, time.UTC))
-	junk := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")}))
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 
-	ck, err := certKeyAnswer(t, `{"cert":`+q(junk+chain)+`}`)
-	require.NoError(t, err)
-	require.True(t, ck.CertNotAfter.IsZero(), "the certificate itself does not parse: no cert_not_after")
-	require.Equal(t, 2040, ck.EarliestNotAfter.Year(), "the chain still bounds the cache")
-
-	ck, err = certKeyAnswer(t, `{"cert":`+q(chain+leaf)+`,"ca":`+q(leaf)+`}`)
+	ck, err := certKeyAnswer(t, `{"cert":`+q(chain+leaf)+`,"ca":`+q(leaf)+`}`)
 	require.NoError(t, err)
 	require.Equal(t, 2040, ck.CertNotAfter.Year())
 	require.Equal(t, 2035, ck.EarliestNotAfter.Year())
+}
+
+// Issue 17, defect 6: an answer is served only with a cert_not_after: a
+// cert that does not parse, in any of its blocks, or no cert at all, is
+// refused, and the refusal names the field and block, never what they hold.
+func TestCertKeyAnswerWithoutACertificateInCertIsRefused(t *testing.T) {
+	chain, key := testCertAndKey(t, time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC))
+	keyBlock, _ := pem.Decode([]byte(key))
+	asCert := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: keyBlock.Bytes}))
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	for answer, want := range map[string]string{
+		`{"cert":` + q(asCert+chain) + `}`:                               "answered with a cert that is not X.509 certificates only: block 1 of 2 does not parse as one",
+		`{"cert":` + q(chain+asCert) + `}`:                               "answered with a cert that is not X.509 certificates only: block 2 of 2 does not parse as one",
+		`{"cert":` + q(chain) + `,"target_data_cert":` + q(asCert) + `}`: "answered with a target_data_cert that is not X.509 certificates only",
+		`{"private_key":` + q(key) + `,"ca":` + q(chain) + `}`:           "answered without a cert",
+		`{"cert":` + q(chain) + `,"private_key":` + q(chain) + `}`:       "answered with a private_key that is not PEM of exactly one private key block",
+	} {
+		ck, err := certKeyAnswer(t, answer)
+		require.Nil(t, ck)
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		require.Equal(t, KindBadResponse, e.Kind)
+		require.Contains(t, err.Error(), want)
+		require.NotContains(t, err.Error(), body(key)[:16])
+	}
 }
 
 // FuzzCheckPEM: whatever checkPEM accepts is blocks and white space only:
@@ -145,8 +217,11 @@ func FuzzCheckPEM(f *testing.F) {
 	f.Add("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", true)
 	f.Add("-----BEGIN \n-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----", true)
 	f.Add("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", false)
+	f.Add("-----BEGIN PRIVATE KEY-----\nMAkCAQAwADAEBAA=\n-----END PRIVATE KEY-----\n", true)
+	f.Add("-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nAAAAAAAAAAAAAAAAAAAAAA==\n-----END EC PRIVATE KEY-----\n", true)
 	f.Fuzz(func(t *testing.T, v string, key bool) {
-		if checkPEM(v, key) != "" {
+		notAfters, problem := checkPEM(v, key)
+		if problem != "" {
 			return
 		}
 		blocks := 0
@@ -156,8 +231,25 @@ func FuzzCheckPEM(f *testing.F) {
 			if block == nil {
 				break
 			}
-			if key != privateKeyTypes[block.Type] || !key && block.Type != "CERTIFICATE" {
+			if _, isKey := keyShapes[block.Type]; key != isKey || !key && block.Type != "CERTIFICATE" {
 				t.Fatalf("accepted a %q block in a key=%v field", block.Type, key)
+			}
+			_, err := x509.ParseCertificate(block.Bytes)
+			if !key && err != nil {
+				t.Fatalf("accepted a block that is not a certificate in a certificate field")
+			}
+			if key && err == nil {
+				t.Fatalf("accepted a certificate in a key field")
+			}
+			if key && len(block.Headers) == 0 && !derShaped(block.Bytes, keyShapes[block.Type]) {
+				t.Fatalf("accepted a %q block that is not shaped like one", block.Type)
+			}
+			for name, value := range block.Headers {
+				for _, r := range name + value {
+					if r < ' ' || r > '~' {
+						t.Fatalf("accepted a header that is not printable ASCII")
+					}
+				}
 			}
 			blocks++
 			rest = next
@@ -170,6 +262,9 @@ func FuzzCheckPEM(f *testing.F) {
 		}
 		if key && blocks != 1 {
 			t.Fatalf("accepted %d key blocks", blocks)
+		}
+		if !key && len(notAfters) != blocks {
+			t.Fatalf("%d NotAfters for %d certificates", len(notAfters), blocks)
 		}
 	})
 }

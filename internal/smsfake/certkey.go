@@ -187,6 +187,19 @@ func certKeyFault(mode, taskID string, now time.Time) reply {
 		set.Cert = "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
 	case FaultKeyAsCert:
 		set.Cert = set.PrivateKey
+	case FaultKeyInCertBlock:
+		set.Cert = relabelled(set.PrivateKey)
+	case FaultKeyAfterMgmtCert:
+		set.TargetMgmtCert += relabelled(set.TargetDataPrivateKey)
+	case FaultKeyInCABlock:
+		set.CA = relabelled(set.PrivateKey)
 	}
 	return jsonReply(http.StatusOK, set)
+}
+
+// relabelled is a PEM key's bytes under a CERTIFICATE label: well-formed PEM
+// of the type a certificate field holds, and no certificate.
+func relabelled(keyPEM string) string {
+	block, _ := pem.Decode([]byte(keyPEM))
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: block.Bytes}))
 }

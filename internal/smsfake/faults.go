@@ -41,6 +41,11 @@ const (
 	FaultMalformedPEM = "malformed-pem" // a cert that is not PEM
 	FaultKeyAsCert    = "key-as-cert"   // a private key where the certificate belongs
 	FaultExpiredCert  = "expired-cert"  // certificates that expired an hour ago
+	// A private key's bytes under a CERTIFICATE label: well-formed PEM of the
+	// right type, no certificate.
+	FaultKeyInCertBlock   = "key-in-cert-block"   // as cert
+	FaultKeyAfterMgmtCert = "key-after-mgmt-cert" // after target_mgmt_cert's certificate, as a chain
+	FaultKeyInCABlock     = "key-in-ca-block"     // as ca (asked with enable_ca_cert)
 
 	// Content fault of the task list: a count that says there are only as
 	// many tasks as this page holds.
@@ -72,6 +77,7 @@ var (
 		FaultRedirect: true, FaultMalformedJSON: true, FaultOversized: true, FaultMismatchedTaskID: true,
 		FaultLongPassphrase: true, FaultResetMidBody: true, FaultSlowBody: true, FaultEchoToken: true,
 		FaultMalformedPEM: true, FaultKeyAsCert: true, FaultExpiredCert: true, FaultUndercount: true,
+		FaultKeyInCertBlock: true, FaultKeyAfterMgmtCert: true, FaultKeyInCABlock: true,
 	}
 	bodyShapes = map[string]bool{
 		BodyWhole: true, BodyTruncate: true, BodyReset: true, BodyCorruptGzip: true,
@@ -268,7 +274,7 @@ func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string,
 		}
 	case FaultLongPassphrase:
 		rep = jsonReply(http.StatusOK, map[string]string{"task_id": taskID, "passphrase": strings.Repeat("p", 300)})
-	case FaultMalformedPEM, FaultKeyAsCert, FaultExpiredCert:
+	case FaultMalformedPEM, FaultKeyAsCert, FaultExpiredCert, FaultKeyInCertBlock, FaultKeyAfterMgmtCert, FaultKeyInCABlock:
 		rep = certKeyFault(f.Mode, taskID, now)
 	case FaultUndercount:
 		rep = undercount(normal)
