@@ -3,8 +3,6 @@ package sms
 import (
 	"context"
 	"fmt"
-	"strings"
-	"unicode"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -37,17 +35,6 @@ through SMS's task list (filtered by enterprise project in SMS where the role
 names some; by name here) and reads at most 10,000 tasks: past that, a
 warning says the list is incomplete.`,
 	}}
-}
-
-// printable drops control characters (terminal escapes included) from text
-// SMS chose, before it reaches a team's terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func (b *backend) pathRoleTasksList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -111,8 +98,10 @@ pages:
 					continue
 				}
 				keys = append(keys, t.ID)
-				info[t.ID] = map[string]any{"name": printable(t.Name), "state": printable(t.State),
-					"enterprise_project_id": printable(t.EnterpriseProjectID)}
+				// Scope was judged on SMS's own text; what a team's
+				// terminal shows is made Printable.
+				info[t.ID] = map[string]any{"name": huawei.Printable(t.Name), "state": huawei.Printable(t.State),
+					"enterprise_project_id": huawei.Printable(t.EnterpriseProjectID)}
 			}
 			// A short page is the end, whatever count says: a count that
 			// undercounts must not cut the list short without a word.

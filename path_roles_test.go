@@ -576,6 +576,6 @@ func TestRoleTasksStripControlCharactersFromNames(t *testing.T) {
 	resp, status, msg := listRole(t, env, "team-a")
 	require.Equal(t, http.StatusOK, status, msg)
 	info := resp.Data["key_info"].(map[string]any)[taskA1].(map[string]any)
-	require.Equal(t, "team-a-[31mweb", info["name"])
+	require.Equal(t, "team-a-\uFFFD[31mweb\uFFFD", info["name"], "shown as U+FFFD (issue 17)")
 	require.Equal(t, "READY", info["state"])
 }

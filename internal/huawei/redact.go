@@ -38,9 +38,9 @@ func newRedactor(static []string, held func() []string) *redactor {
 
 // clean makes upstream text fit for an error message or a log line: every
 // known credential and every minFragment-long piece of one is replaced
-// first, on the whole text, then control characters are blanked and the
-// result is cut to maxUpstreamText bytes. Redacting after cutting would let
-// a prefix of a long credential through.
+// first, on the whole text as the upstream sent it, then the text is made
+// Printable and cut to maxUpstreamText bytes. Redacting after cutting would
+// let a prefix of a long credential through.
 func (r *redactor) clean(s string, extra ...string) string {
 	if r != nil && s != "" {
 		secrets := append(append([]string(nil), r.static...), extra...)
@@ -110,10 +110,31 @@ func (r *redactor) redact(s string, secrets []string) string {
 	return b.String()
 }
 
-// skipped are the characters matching ignores: controls, format characters
-// (zero-width spaces and the like) and spaces.
+// hidden reports whether a terminal shows r as nothing, or lets it change
+// how the text around it is shown: C0 and C1 controls (Cc: escapes, NUL,
+// line breaks), format characters (Cf: bidi overrides, embeddings, isolates
+// and marks, zero-width spaces and joiners, the word joiner and invisible
+// operators, the byte order mark, the soft hyphen, tag characters...), line
+// and paragraph separators (Zl, Zp), and the other code points Unicode
+// marks default-ignorable (variation selectors, Hangul fillers, the
+// combining grapheme joiner, and ranges reserved for more of them).
+//
+// It is the one list of such characters: Printable replaces them in what
+// the engine shows, and redaction skips them when it looks for a
+// credential, so that no credential broken up by them goes unseen, and
+// cleaning (which runs after redaction, and never removes a character)
+// cannot leave one behind.
+func hidden(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r < ' ' || r == 0x7f
+	}
+	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp,
+		unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+}
+
+// skipped are the characters matching ignores: the hidden ones, and spaces.
 func skipped(r rune) bool {
-	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r)
+	return hidden(r) || unicode.IsSpace(r)
 }
 
 func lowerASCII(c byte) byte {
@@ -123,9 +144,9 @@ func lowerASCII(c byte) byte {
 	return c
 }
 
-// shadowOf is what matching sees of a text: the text without control,
-// format and space characters and with ASCII letters lower-cased; pos maps
-// each shadow byte back to the text.
+// shadowOf is what matching sees of a text: the text without skipped
+// characters (hidden ones and spaces) and with ASCII letters lower-cased;
+// pos maps each shadow byte back to the text.
 func shadowOf(s string) (shadow []byte, pos []int) {
 	shadow = make([]byte, 0, len(s))
 	pos = make([]int, 0, len(s))
@@ -181,16 +202,39 @@ func (r *redactor) gramsOf(secret string) map[string]struct{} {
 	return g
 }
 
-// sanitize blanks control characters and bounds the length, cutting at a
-// rune boundary.
+// Printable returns text an upstream chose (SMS's task names and states,
+// error texts) as the engine shows it: every hidden character becomes a
+// space when it breaks lines or words (tab, newline, U+2028...) and U+FFFD
+// otherwise, so that a reader sees that something was there but a terminal
+// cannot be steered by it; invalid UTF-8 becomes U+FFFD; white space at the
+// ends is trimmed. A credential in text must be redacted before (see
+// redactor.clean).
+func Printable(s string) string {
+	clean := utf8.ValidString(s)
+	for i := 0; clean && i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		clean = !hidden(r)
+		i += size
+	}
+	if !clean {
+		s = strings.Map(func(r rune) rune {
+			switch {
+			case !hidden(r):
+				return r // strings.Map makes invalid bytes U+FFFD
+			case unicode.IsSpace(r):
+				return ' '
+			default:
+				return utf8.RuneError
+			}
+		}, s)
+	}
+	return strings.TrimSpace(s)
+}
+
+// sanitize makes text Printable and bounds its length, cutting at a rune
+// boundary.
 func sanitize(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.TrimSpace(s)
+	s = Printable(s)
 	if len(s) > maxUpstreamText {
 		cut := maxUpstreamText
 		for cut > 0 && !utf8.RuneStart(s[cut]) {

@@ -3,6 +3,7 @@ package huawei
 import (
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -11,7 +12,7 @@ import (
 func TestSanitizeBoundsAndCleansUpstreamText(t *testing.T) {
 	r := newRedactor([]string{"tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e", "abc"}, nil) // "abc" is too short to redact
 	got := r.clean("line1\nline2\x1b[31m tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e abc")
-	require.Equal(t, "line1 line2 [31m <redacted> abc", got)
+	require.Equal(t, "line1 line2\uFFFD[31m <redacted> abc", got, "a line break is a space, an escape U+FFFD")
 
 	// Cut at a rune boundary, never inside a multi-byte character.
 	got = sanitize(strings.Repeat("é", 200)) // 400 bytes
@@ -88,13 +89,17 @@ func TestRedactionCoversReplacementCharactersWhole(t *testing.T) {
 
 // Whatever surrounds a credential, and whatever characters it holds, the
 // cleaned text neither contains it nor is left with pieces of a character
-// the mark cut through.
+// the mark cut through, nor holds a hidden character. Spread out with a
+// hidden character between each of its characters, it is redacted all the
+// same: cleaning shows that character as U+FFFD or a space, and a reader
+// who drops those must not find the credential.
 func FuzzRedactionLeavesNoCredential(f *testing.F) {
-	f.Add("bad password ", "pw-0123456789\uFFFD", ".")
-	f.Add("x", "tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e", "y")
-	f.Add("\u00e9", "\u00e9\u4e2d\u6587-secret-\U0001F600", "\u200b")
-	f.Add("", "abcd", "abcd")
-	f.Fuzz(func(t *testing.T, before, secret, after string) {
+	f.Add("bad password ", "pw-0123456789\uFFFD", ".", "\u200b")
+	f.Add("x", "tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e", "y", "\u202e")
+	f.Add("\u00e9", "\u00e9\u4e2d\u6587-secret-\U0001F600", "\u200b", "\U000e0041")
+	f.Add("", "abcd", "abcd", "\u2028")
+	f.Add("\x1b[31m", "pw-\u00ad-0123", "\u2029", "\ufe0f")
+	f.Fuzz(func(t *testing.T, before, secret, after, sep string) {
 		if !utf8.ValidString(before+secret+after) || strings.ContainsAny(secret, "<>") {
 			return // a secret that spells the marker would be found in it
 		}
@@ -106,12 +111,41 @@ func FuzzRedactionLeavesNoCredential(f *testing.F) {
 		if len(secret) < minSecret {
 			return
 		}
-		out := newRedactor([]string{secret}, nil).clean(before + secret + after)
+		r := newRedactor([]string{secret}, nil)
+		out := r.clean(before + secret + after)
 		if strings.Contains(strings.ToLower(out), strings.ToLower(secret)) {
 			t.Fatalf("the credential is still in the text (%d bytes out)", len(out))
 		}
 		if !utf8.ValidString(out) {
 			t.Fatalf("the mark cut a character: %q", out)
+		}
+		for _, rn := range out {
+			if hidden(rn) {
+				t.Fatalf("U+%04X left in the text", rn)
+			}
+		}
+
+		sr, size := utf8.DecodeRuneInString(sep)
+		if !hidden(sr) || size != len(sep) || strings.ContainsRune(before+secret+after, utf8.RuneError) {
+			return // the reader below drops every U+FFFD: keep real ones out
+		}
+		spread := strings.Join(strings.Split(secret, ""), sep)
+		out = r.clean(before + spread + after)
+		// A reader folds case as matching does: ASCII only.
+		fold := func(rn rune) rune {
+			if rn < utf8.RuneSelf {
+				return rune(lowerASCII(byte(rn)))
+			}
+			return rn
+		}
+		read := strings.Map(func(rn rune) rune {
+			if rn == utf8.RuneError || unicode.IsSpace(rn) {
+				return -1
+			}
+			return fold(rn)
+		}, out)
+		if strings.Contains(read, strings.Map(fold, secret)) {
+			t.Fatalf("the spread-out credential can be read back from the text (%d bytes out)", len(out))
 		}
 	})
 }

@@ -51,6 +51,12 @@ const (
 	// many tasks as this page holds.
 	FaultUndercount = "undercount"
 
+	// FaultHiddenCharacters answers Status (default 400) with HiddenCharacters
+	// in error_code, error_msg and X-Request-Id, on SMS or IAM; error_msg
+	// also quotes back every credential the request carried, with a hidden
+	// character between each two of its characters.
+	FaultHiddenCharacters = "hidden-characters"
+
 	// Older names, kept for the control API: the normal answer shaped by Body.
 	FaultResetMidBody = "reset-mid-body" // = status 200, body reset
 	FaultSlowBody     = "slow-body"      // = status 200, body slow
@@ -78,6 +84,7 @@ var (
 		FaultLongPassphrase: true, FaultResetMidBody: true, FaultSlowBody: true, FaultEchoToken: true,
 		FaultMalformedPEM: true, FaultKeyAsCert: true, FaultExpiredCert: true, FaultUndercount: true,
 		FaultKeyInCertBlock: true, FaultKeyAfterMgmtCert: true, FaultKeyInCABlock: true,
+		FaultHiddenCharacters: true,
 	}
 	bodyShapes = map[string]bool{
 		BodyWhole: true, BodyTruncate: true, BodyReset: true, BodyCorruptGzip: true,
@@ -278,6 +285,8 @@ func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string,
 		rep = certKeyFault(f.Mode, taskID, now)
 	case FaultUndercount:
 		rep = undercount(normal)
+	case FaultHiddenCharacters:
+		rep = hiddenCharactersError(r, f.Status, errorFor)
 	}
 	if f.RetryAfter != "" {
 		rep.header = rep.header.Clone()

@@ -1,0 +1,131 @@
+package huawei
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/smsfake"
+)
+
+// requireShowable fails if s holds a character a terminal would not show
+// as itself: a control, a format character, a line or paragraph separator.
+func requireShowable(t *testing.T, what, s string) {
+	t.Helper()
+	for _, r := range s {
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) {
+			t.Errorf("%s holds U+%04X: %q", what, r, s)
+			return
+		}
+	}
+}
+
+// Issue 17, defect 8: an error answer whose error_code, error_msg and
+// X-Request-Id hold bidi overrides, zero-width and other format characters,
+// line separators and controls, from SMS or IAM, becomes an *Error whose
+// every string shows each of them as U+FFFD (or a space, for line breaks).
+func TestUpstreamErrorTextIsShowable(t *testing.T) {
+	fake := smsfake.New(smsfake.Options{AccessKeys: map[string]string{testAccessKey: testSecretKey},
+		Tasks: map[string]string{testTask: testPassphrase}})
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	c, err := New(Options{Endpoint: srv.URL, IAMEndpoint: srv.URL, Method: MethodAccessKey, AccessKey: testAccessKey,
+		SecretKey: testSecretKey, ProjectID: "p", Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer c.Close()
+
+	for target, call := range map[string]func() error{
+		"sms": func() error { _, err := c.Passphrase(context.Background(), testTask); return err },
+		"iam": func() error { _, err := c.ListAccessKeys(context.Background(), "u1"); return err },
+	} {
+		require.NoError(t, fake.AddFault(smsfake.Fault{Mode: smsfake.FaultHiddenCharacters, Target: target, Times: 1}))
+		err := call()
+		var e *Error
+		require.True(t, errors.As(err, &e), "%s: %v", target, err)
+		for what, s := range map[string]string{"Code": e.Code, "Message": e.Message, "RequestID": e.RequestID, "Error()": e.Error()} {
+			requireShowable(t, target+" "+what, s)
+		}
+		require.Contains(t, e.Message, "request refused\uFFFD", target)
+		require.Contains(t, e.RequestID, "req\uFFFD", target)
+		require.NotContains(t, e.Error(), `\u`, "%s: shown as U+FFFD, not as an escape", target)
+	}
+}
+
+// What IAM says of an access key (listed in rotation errors and logs) is
+// cleaned like every other upstream text.
+func TestAccessKeyInfoIsShowable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"credentials":[{"access":"AK\u202eXYZ","user_id":"u1\u200b","status":"active\u2028",`+
+			`"create_time":"2026\u00ad","description":"sms-vault\u2066 marker"}]}`)
+	}))
+	defer srv.Close()
+	c, err := New(Options{Endpoint: srv.URL, IAMEndpoint: srv.URL, Method: MethodAccessKey, AccessKey: testAccessKey,
+		SecretKey: testSecretKey, ProjectID: "p", Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer c.Close()
+	keys, err := c.ListAccessKeys(context.Background(), "u1")
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	k := keys[0]
+	for what, s := range map[string]string{"access": k.Access, "user_id": k.UserID, "status": k.Status, "create_time": k.CreateTime, "description": k.Description} {
+		requireShowable(t, what, s)
+	}
+	require.Equal(t, "AK\uFFFDXYZ", k.Access)
+	require.Equal(t, "active", k.Status, "a line break at the end is trimmed")
+}
+
+// Printable shows every hidden character as U+FFFD, and line breaks and
+// tabs as a space; invalid UTF-8 becomes U+FFFD too. Ordinary text, spaces
+// and marks stay as they are.
+func TestPrintable(t *testing.T) {
+	for _, r := range smsfake.HiddenCharacters {
+		if r < ' ' || r > '~' { // the rest of an ANSI escape is visible
+			require.True(t, hidden(r), "U+%04X is hidden", r)
+		}
+	}
+	for in, want := range map[string]string{
+		"team-a-\u202eweb":          "team-a-\uFFFDweb",
+		"a\u200bb\u200dc\ufeffd":    "a\uFFFDb\uFFFDc\uFFFDd",
+		"tag\U000E0041\U000E007F":   "tag\uFFFD\uFFFD",
+		"line1\nline2\u2028line3":   "line1 line2 line3",
+		"\x1b[31mred\x00":           "\uFFFD[31mred\uFFFD",
+		"READY\r\n":                 "READY",
+		"bad\xffbyte":               "bad\uFFFDbyte",
+		"caf\u00e9 \u4e2d\u6587 ok": "caf\u00e9 \u4e2d\u6587 ok",
+		"e\u0301 \u00a0nbsp":        "e\u0301 \u00a0nbsp",
+	} {
+		require.Equal(t, want, Printable(in), "%q", in)
+	}
+	require.Equal(t, strings.Repeat("x", 300), Printable(strings.Repeat("x", 300)), "Printable does not bound")
+}
+
+// Redaction and cleaning use one list: a credential broken up by any hidden
+// character is still redacted, and since redaction runs on the text as the
+// upstream sent it, before cleaning replaces those characters, cleaning
+// cannot leave a credential a reader could put back together.
+func TestRedactionSkipsWhatCleaningReplaces(t *testing.T) {
+	const tok = "tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e"
+	r := newRedactor([]string{tok}, nil)
+	for _, sep := range smsfake.HiddenCharacters {
+		if !hidden(sep) {
+			continue
+		}
+		out := r.clean("bad token " + strings.Join(strings.Split(tok, ""), string(sep)) + " end")
+		require.Equal(t, "bad token <redacted> end", out, "U+%04X", sep)
+	}
+	// Every character cleaning replaces is one matching skips.
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if Printable(string(r)) != string(r) && !(r >= 0xD800 && r <= 0xDFFF) && r != ' ' && !unicode.IsSpace(r) {
+			require.True(t, skipped(r), "U+%04X is replaced but not skipped", r)
+		}
+	}
+}
