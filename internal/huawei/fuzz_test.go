@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
@@ -92,8 +91,8 @@ func checkError(t *testing.T, err error, secrets ...string) {
 			t.Fatalf("unbounded upstream text (%d bytes)", len(part))
 		}
 		for _, r := range part {
-			if unicode.IsControl(r) {
-				t.Fatalf("control character in %q", part)
+			if hidden(r) {
+				t.Fatalf("hidden character U+%04X in %q", r, part)
 			}
 		}
 		if !utf8.ValidString(part) {
