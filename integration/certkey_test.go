@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/smsfake"
 )
 
 var certKeyFields = []string{"cert", "private_key", "target_mgmt_cert", "target_mgmt_private_key", "target_data_cert", "target_data_private_key"}
@@ -133,4 +136,71 @@ template {
 	require.NotEqual(t, old["private_key"], rotated["private_key"])
 	v.root("delete", "sms/certkey/"+roleTaskA1)
 	waitFor(t, 60*time.Second, "the agent to write the new certificate and key", func() bool { return matches(rotated) })
+}
+
+// pluginLines returns the lines of a Vault log written by the plugin.
+func pluginLines(t *testing.T, v *vaultServer) []string {
+	t.Helper()
+	raw, err := os.ReadFile(v.logPath)
+	require.NoError(t, err)
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.Contains(line, pluginName) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// base64Runs returns the stretches of base64 as long as a third of a PEM
+// line that are not hex (request ids, hashes): DER, if the engine echoed it.
+func base64Runs(text string) []string {
+	var out []string
+	for _, run := range regexp.MustCompile(`[A-Za-z0-9+/]{24,}`).FindAllString(text, -1) {
+		if strings.Trim(run, "0123456789abcdefABCDEF") != "" {
+			out = append(out, run)
+		}
+	}
+	return out
+}
+
+// Issue 17, defect 6, through the vault CLI: a private key's bytes under a
+// CERTIFICATE label, in cert, after target_mgmt_cert's certificate or in
+// ca, are a 502 naming the field on the direct and the role path; neither
+// the CLI's output nor Vault's log holds PEM or base64.
+func TestCertKeyKeyInACertificateBlockIsA502(t *testing.T) {
+	v := newVault(t, "certkey-key-in-cert")
+	fake := teamsFake(t)
+	setUpTeams(t, v, fake)
+	team := writePolicy(t, v, "team-a-certkey", `path "sms/roles/team-a/certkey/*" { capabilities = ["read"] }`)
+	for mode, field := range map[string]string{smsfake.FaultKeyInCertBlock: "cert", smsfake.FaultKeyAfterMgmtCert: "target_mgmt_cert",
+		smsfake.FaultKeyInCABlock: "ca"} {
+		require.NoError(t, fake.AddFault(smsfake.Fault{Mode: mode, Call: "certkey"}))
+		for token, path := range map[string]string{v.rootToken: "sms/certkey/" + roleTaskA1, team: "sms/roles/team-a/certkey/" + roleTaskA1} {
+			out, errOut, err := v.cli(token, "read", path, "enable_ca_cert=true")
+			require.Error(t, err, "%s %s: %s", mode, path, out)
+			require.Contains(t, errOut, "Code: 502", mode)
+			require.Contains(t, errOut, "answered with a "+field+" that is not", mode)
+			require.NotContains(t, out+errOut, "-----", mode)
+			// The CLI repeats the request's URL, whose path looks like base64.
+			shown := regexp.MustCompile(`(?m)^URL: .*$`).ReplaceAllString(out+errOut, "")
+			require.Empty(t, base64Runs(shown), "%s: base64 in the CLI's output", mode)
+		}
+		fake.ClearFaults()
+	}
+	logged := 0
+	for _, line := range pluginLines(t, v) {
+		if !strings.Contains(line, "certkey") {
+			continue // the plugin's start-up lines name temporary paths
+		}
+		logged++
+		require.NotContains(t, line, "-----")
+		require.Empty(t, base64Runs(line), "base64 in the plugin's log")
+	}
+	require.NotZero(t, logged, "the refusals are logged")
+	// The same reads serve the task's answer, with its cert_not_after, once
+	// SMS answers well.
+	data, err := v.readJSON(team, "sms/roles/team-a/certkey/"+roleTaskA1)
+	require.NoError(t, err)
+	require.NotEmpty(t, data["cert_not_after"])
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/require"
 
@@ -153,4 +154,58 @@ func TestRoleEditsAndTaskMovesTakeEffect(t *testing.T) {
 	v.root("delete", "sms/roles/team-b")
 	code, _ = v.call(tokenB, "GET", "sms/roles/team-b/passphrase/"+roleTaskB1)
 	require.Equal(t, http.StatusNotFound, code)
+}
+
+// requireShowable fails if s holds a character a terminal would not show as
+// itself: a control other than a line break, a format character, a line or
+// paragraph separator, or another default-ignorable code point.
+func requireShowable(t *testing.T, what, s string) {
+	t.Helper()
+	for _, r := range s {
+		if r != '\n' && r != '\t' && unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) {
+			t.Errorf("%s holds U+%04X", what, r)
+			return
+		}
+	}
+}
+
+// Issue 17, defect 8, through the vault CLI: task names and states full of
+// bidi overrides, zero-width characters, line separators and escapes are
+// listed with each shown as U+FFFD, and an SMS error full of them reaches
+// the CLI the same way.
+func TestHiddenCharactersFromSMSReachNoTerminal(t *testing.T) {
+	v := newVault(t, "roles-hidden")
+	fake := teamsFake(t)
+	setUpTeams(t, v, fake)
+	fake.SetTaskMeta(roleTaskB1, smsfake.TaskMeta{Name: "team-b-" + smsfake.HiddenCharacters + "web01",
+		EnterpriseProjectID: "ep-team-b", State: "READY\u202e" + smsfake.HiddenCharacters})
+	tokenB := teamToken(t, v, "team-b")
+
+	out := v.cliOK(tokenB, "list", "-detailed", "sms/roles/team-b/tasks")
+	requireShowable(t, "vault list -detailed", out)
+	require.Contains(t, out, "team-b-\uFFFD\uFFFD")
+	out = v.cliOK(tokenB, "list", "-detailed", "-format=json", "sms/roles/team-b/tasks")
+	requireShowable(t, "vault list -detailed -format=json", out)
+	var list struct {
+		Data struct {
+			KeyInfo map[string]map[string]string `json:"key_info"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &list), out)
+	info := list.Data.KeyInfo[roleTaskB1]
+	for field, s := range info {
+		requireShowable(t, field, s) // decoded: JSON could carry them as escapes
+	}
+	require.True(t, strings.HasPrefix(info["state"], "READY\uFFFD"), "%q", info["state"])
+
+	require.NoError(t, fake.AddFault(smsfake.Fault{Mode: smsfake.FaultHiddenCharacters, Call: "passphrase"}))
+	out, errOut, err := v.cli(tokenB, "read", "sms/roles/team-b/passphrase/"+roleTaskB1)
+	require.Error(t, err, out)
+	require.Contains(t, errOut, "Code: 502")
+	require.Contains(t, errOut, "request refused\uFFFD")
+	require.Contains(t, errOut, "<redacted>", "the token, quoted back spread out, is redacted")
+	requireShowable(t, "the CLI's error", errOut)
+	for _, line := range pluginLines(t, v) {
+		requireShowable(t, "a line of the plugin's log", line)
+	}
 }
