@@ -4,8 +4,15 @@ package huawei
 // characters): each fails on the change it reviews.
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Cleaning turns every hidden character and every broken byte into U+FFFD
@@ -44,6 +51,39 @@ func TestAttackCleaningReassemblesACredentialAroundUFFFD(t *testing.T) {
 			}
 		} else if strings.Contains(out, string(seen)) {
 			t.Errorf("case %d: the cleaned text holds the secret whole", num)
+		}
+	}
+}
+
+// The same disagreement, for any credential: spread out with U+FFFD (sent
+// as such, or as bytes that are not UTF-8, which encoding/json and cleaning
+// both turn into U+FFFD) instead of a hidden character, it is not matched,
+// and the error shows it with U+FFFD between its characters: a reader who
+// drops them, as FuzzRedactionLeavesNoCredential's reader does for hidden
+// characters, reads the IAM token or secret whole. The fuzz target leaves
+// separators that are not hidden characters out, so it cannot see this.
+func TestAttackCredentialSpreadOutWithUFFFDIsNotRedacted(t *testing.T) {
+	t.Skip("attack: a credential spread out with U+FFFD or broken bytes is not redacted; dropping the U+FFFD reads it back")
+	const token = "certkey-test-token-0a1b2c"
+	for num, sep := range []string{`\ufffd`, "\xff", `\u200b\ufffd`} {
+		var spread []string
+		for _, c := range token {
+			spread = append(spread, string(c))
+		}
+		body := `{"error_code":"SMS.9999","error_msg":"bad token ` + strings.Join(spread, sep) + `"}`
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, body)
+		}))
+		c, err := New(Options{Endpoint: srv.URL, Method: MethodToken, Token: token, Timeout: 5 * time.Second})
+		require.NoError(t, err)
+		_, err = c.Passphrase(context.Background(), "t1")
+		c.Close()
+		srv.Close()
+		require.Error(t, err)
+		if strings.Contains(strings.ReplaceAll(err.Error(), "\uFFFD", ""), token) {
+			t.Errorf("case %d: the token, spread out with U+FFFD, is in the error once U+FFFD is dropped", num+1)
 		}
 	}
 }
