@@ -4,12 +4,14 @@ package sms
 // fields): each fails on the change it reviews.
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
@@ -110,4 +112,30 @@ func TestAttackCertKeyUnicodeSpacesBetweenBlocksAreServed(t *testing.T) {
 		}
 	}
 	require.False(t, strings.ContainsRune(cert, '\u0085'))
+}
+
+// An SM2 certificate (ecPublicKey on the SM2 curve, Huawei Cloud's Chinese
+// cryptography) is an X.509 certificate that crypto/x509 does not parse
+// ("unsupported elliptic curve"): the answer is a 502, on every read, though
+// README says an SM2 key is served because the engine never uses it. On
+// main the same answer was served (without cert_not_after). NotAfter can be
+// read from the certificate's structure (TBSCertificate's validity) without
+// knowing its key's curve.
+func TestAttackCertKeyWithAnSM2CertificateIsRefused(t *testing.T) {
+	t.Skip("attack: an SM2 certificate, which crypto/x509 does not parse, makes every certkey read a 502")
+	cert, key := attackCert(t, time.Now().Add(24*time.Hour))
+	p256, err := asn1.Marshal(asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7})
+	require.NoError(t, err)
+	sm2, err := asn1.Marshal(asn1.ObjectIdentifier{1, 2, 156, 10197, 1, 301}) // the same length
+	require.NoError(t, err)
+	onSM2 := func(p string) string {
+		block, _ := pem.Decode([]byte(p))
+		block.Bytes = bytes.ReplaceAll(block.Bytes, p256, sm2)
+		return string(pem.EncodeToMemory(block))
+	}
+	env := newTestEnv(t)
+	certKeyUpstream(t, env, certKeyJSON(map[string]string{"cert": onSM2(cert), "private_key": onSM2(key)}))
+	resp, status, msg := env.readCertKey("certkey/"+testTask, false)
+	require.Equal(t, http.StatusOK, status, msg)
+	require.NotEmpty(t, resp.Data["cert_not_after"])
 }
