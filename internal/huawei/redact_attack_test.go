@@ -28,7 +28,6 @@ import (
 // leaves a piece of minFragment characters in the text. FuzzRedactionLeaves
 // NoCredential skips every credential holding U+FFFD, so it cannot see this.
 func TestAttackCleaningReassemblesACredentialAroundUFFFD(t *testing.T) {
-	t.Skip("attack: cleaning maps a hidden character or broken byte to U+FFFD after redaction, rebuilding a credential around U+FFFD")
 	for n, tc := range []struct{ secret, echoed string }{
 		{"Ab1\uFFFDcd2!", "Ab1\u202ecd2!"},
 		{"Ab1\uFFFDcd2!", "Ab1\xffcd2!"},
@@ -63,7 +62,6 @@ func TestAttackCleaningReassemblesACredentialAroundUFFFD(t *testing.T) {
 // characters, reads the IAM token or secret whole. The fuzz target leaves
 // separators that are not hidden characters out, so it cannot see this.
 func TestAttackCredentialSpreadOutWithUFFFDIsNotRedacted(t *testing.T) {
-	t.Skip("attack: a credential spread out with U+FFFD or broken bytes is not redacted; dropping the U+FFFD reads it back")
 	const token = "certkey-test-token-0a1b2c"
 	for num, sep := range []string{`\ufffd`, "\xff", `\u200b\ufffd`} {
 		var spread []string
