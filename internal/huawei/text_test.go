@@ -129,3 +129,16 @@ func TestRedactionSkipsWhatCleaningReplaces(t *testing.T) {
 		}
 	}
 }
+
+// Review of issue 17: what the engine refuses in passwords is what cleaning
+// rewrites, from the same list, and U+FFFD, which it writes.
+func TestHoldsHiddenIsWhatCleaningRewrites(t *testing.T) {
+	for _, s := range []string{"Ab1\u200bcd2!", "Ab1\uFFFDcd2!", "Ab1\xffcd2!", "Ab1\u202ecd2!", "Ab1\x1bcd2!", "Ab1\u00adcd2!"} {
+		require.True(t, HoldsHidden(s), "%q", s)
+		require.Contains(t, Printable(s), "\uFFFD", "%q", s)
+	}
+	for _, s := range []string{"Ab1 cd2!", "Ab1-\u00e9\u4e2d-cd2!", "pw-0123456789"} {
+		require.False(t, HoldsHidden(s), "%q", s)
+		require.Equal(t, s, Printable(s), "%q", s)
+	}
+}
