@@ -33,3 +33,11 @@ func HoldsHidden(s string) bool {
 	}
 	return false
 }
+
+// redactedBy returns what IAM says of a key with every credential the
+// client knows taken out, as from any other upstream text: an IAM that
+// quotes a secret as a key id or description must not have it repeated.
+func (a AccessKeyInfo) redactedBy(r *redactor) AccessKeyInfo {
+	return AccessKeyInfo{Access: r.clean(a.Access), UserID: r.clean(a.UserID), Status: r.clean(a.Status),
+		CreateTime: r.clean(a.CreateTime), Description: r.clean(a.Description)}
+}

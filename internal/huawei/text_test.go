@@ -142,3 +142,28 @@ func TestHoldsHiddenIsWhatCleaningRewrites(t *testing.T) {
 		require.Equal(t, s, Printable(s), "%q", s)
 	}
 }
+
+// Review of issue 17: what IAM says of a key is redacted too, listed or
+// shown: an IAM quoting the secret key as a key id or description must not
+// have it repeated in rotation errors and logs.
+func TestAccessKeyInfoIsRedacted(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasPrefix(r.URL.Path, "/v3.0/OS-CREDENTIAL/credentials/") {
+			_, _ = io.WriteString(w, `{"credential":{"access":"`+testAccessKey+`","user_id":"u1","description":"`+testSecretKey+`"}}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"credentials":[{"access":"`+testSecretKey+`","user_id":"u1","description":"x `+testSecretKey[:10]+`"}]}`)
+	}))
+	defer srv.Close()
+	c, err := New(Options{Endpoint: srv.URL, IAMEndpoint: srv.URL, Method: MethodAccessKey, AccessKey: testAccessKey,
+		SecretKey: testSecretKey, ProjectID: "p", Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer c.Close()
+	keys, err := c.ListAccessKeys(context.Background(), "u1")
+	require.NoError(t, err)
+	require.Equal(t, []AccessKeyInfo{{Access: redacted, UserID: "u1", Description: "x " + redacted}}, keys)
+	info, err := c.ShowAccessKey(context.Background(), testAccessKey)
+	require.NoError(t, err)
+	require.Equal(t, AccessKeyInfo{Access: testAccessKey, UserID: "u1", Description: redacted}, *info)
+}
