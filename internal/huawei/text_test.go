@@ -167,3 +167,26 @@ func TestAccessKeyInfoIsRedacted(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, AccessKeyInfo{Access: testAccessKey, UserID: "u1", Description: redacted}, *info)
 }
+
+// Review of issue 17: a passphrase reaches a team's terminal raw, so one
+// holding a hidden character or bytes that are not UTF-8 is refused, and the
+// refusal does not repeat it.
+func TestPassphraseHoldingHiddenCharactersIsRefused(t *testing.T) {
+	for _, pp := range []string{`pp-\u001b]0;owned\u0007-0123`, `pp-\u202eowned-0123`, "pp-\xffowned-0123", `pp-\ufffdowned`} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"task_id":"t1","passphrase":"`+pp+`"}`)
+		}))
+		c, err := New(Options{Endpoint: srv.URL, Method: MethodToken, Token: "passphrase-test-token-0a1b", Timeout: 5 * time.Second})
+		require.NoError(t, err)
+		got, err := c.Passphrase(context.Background(), "t1")
+		c.Close()
+		srv.Close()
+		require.Empty(t, got)
+		var e *Error
+		require.ErrorAs(t, err, &e, pp)
+		require.Equal(t, KindBadResponse, e.Kind, pp)
+		require.Contains(t, err.Error(), "answered with a passphrase holding a control, format or other hidden character", pp)
+		require.NotContains(t, err.Error(), "owned", pp)
+	}
+}
