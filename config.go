@@ -390,8 +390,8 @@ func (c *smsConfig) validateCredentials() []string {
 		if err := checkPrintable(c.Username, maxNameLength); c.Username != "" && err != nil {
 			fail("username %s", err)
 		}
-		if err := checkPrintable(string(c.Password), maxPasswordLength); c.Password != "" && (err != nil || len(c.Password) < minPasswordLength) {
-			fail("password must be %d to %d bytes of valid UTF-8 without control characters", minPasswordLength, maxPasswordLength)
+		if err := checkPrintable(string(c.Password), maxPasswordLength); c.Password != "" && (err != nil || len(c.Password) < minPasswordLength || huawei.HoldsHidden(string(c.Password))) {
+			fail("password must be %d to %d bytes of valid UTF-8 without control, format or other hidden characters (or U+FFFD)", minPasswordLength, maxPasswordLength)
 		}
 		if err := checkPrintable(c.DomainName, maxNameLength); c.DomainName != "" && err != nil {
 			fail("domain_name %s", err)

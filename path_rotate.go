@@ -702,6 +702,9 @@ func checkHuaweiPassword(pw, username, current string) string {
 	if len(pw) < 6 || len(pw) > 32 {
 		return "IAM passwords are 6 to 32 characters"
 	}
+	if huawei.HoldsHidden(pw) {
+		return "it holds a control, format or other hidden character, U+FFFD or bytes that are not UTF-8, which no IAM password holds"
+	}
 	var classes int
 	for _, set := range []func(rune) bool{
 		func(r rune) bool { return r >= 'A' && r <= 'Z' },

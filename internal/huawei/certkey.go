@@ -7,10 +7,14 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"regexp"
 	"strconv"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // maxCertKeyBody bounds a certkey answer: seven PEM fields, certificates and
@@ -116,17 +120,31 @@ func (c *Client) CertKey(ctx context.Context, taskID string, enableCA bool) (ck 
 	return &body, nil
 }
 
+// keyShape is what the DER of a private key block starts with: a SEQUENCE
+// whose first elements have the universal tags given, the first an INTEGER
+// version with one of the values given when versions is not nil.
+type keyShape struct {
+	tags     []int
+	versions []byte
+}
+
 // keyShapes are the PEM block types a private key may come in, PKCS#8
-// (plain or encrypted) and the legacy PKCS#1 and SEC 1 forms, each with the
-// ASN.1 tags its DER starts with: a SEQUENCE whose first elements have these
-// tags. The engine never parses a key further (it never uses one, and need
-// not know its algorithm), but a certificate or arbitrary bytes under a key
-// label are refused.
-var keyShapes = map[string][]int{
-	"PRIVATE KEY":           {asn1.TagInteger, asn1.TagSequence, asn1.TagOctetString}, // version, algorithm, key
-	"ENCRYPTED PRIVATE KEY": {asn1.TagSequence, asn1.TagOctetString},                  // algorithm, ciphertext
-	"RSA PRIVATE KEY":       {asn1.TagInteger, asn1.TagInteger},                       // version, modulus
-	"EC PRIVATE KEY":        {asn1.TagInteger, asn1.TagOctetString},                   // version, key
+// (plain or encrypted) and the legacy PKCS#1 and SEC 1 forms, each with its
+// shape. The engine never parses a key further (it never uses one, and need
+// not know its algorithm), but a certificate, a public key or arbitrary
+// bytes under a key label are refused.
+var keyShapes = map[string]keyShape{
+	// version (0, or 1 for RFC 5958's OneAsymmetricKey), algorithm, key
+	"PRIVATE KEY": {[]int{asn1.TagInteger, asn1.TagSequence, asn1.TagOctetString}, []byte{0, 1}},
+	// algorithm, ciphertext
+	"ENCRYPTED PRIVATE KEY": {[]int{asn1.TagSequence, asn1.TagOctetString}, nil},
+	// version (1 with more primes), modulus, public and private exponents,
+	// two primes, two exponents, coefficient: a PKCS#1 public key has only
+	// the modulus and the public exponent.
+	"RSA PRIVATE KEY": {[]int{asn1.TagInteger, asn1.TagInteger, asn1.TagInteger, asn1.TagInteger,
+		asn1.TagInteger, asn1.TagInteger, asn1.TagInteger, asn1.TagInteger, asn1.TagInteger}, []byte{0, 1}},
+	// version (always 1), key
+	"EC PRIVATE KEY": {[]int{asn1.TagInteger, asn1.TagOctetString}, []byte{1}},
 }
 
 // legacyEncrypted are the types that may carry RFC 1421 encryption headers
@@ -138,9 +156,9 @@ var legacyEncrypted = map[string]bool{"RSA PRIVATE KEY": true, "EC PRIVATE KEY":
 var dekInfo = regexp.MustCompile(`^[A-Z0-9-]{1,32},[0-9A-Fa-f]{16,64}$`)
 
 // checkPEM returns "" when v is PEM holding what the field should hold and
-// nothing else but white space, otherwise what it should have been, never
+// nothing else but ASCII white space, otherwise what it should have been, never
 // what it holds. A certificate field holds one or more CERTIFICATE blocks,
-// each an X.509 certificate that crypto/x509 parses: a key's bytes under a
+// each an X.509 certificate (see certificateNotAfter): a key's bytes under a
 // certificate's label would otherwise be served as a certificate, and
 // written where certificates go (often a world-readable file). notAfters
 // are their NotAfter, in order. A key field holds exactly one block of a
@@ -176,12 +194,17 @@ func checkPEM(v string, key bool) (notAfters []time.Time, problem string) {
 		if b.Type != "CERTIFICATE" || len(b.Headers) > 0 {
 			return nil, want
 		}
-		cert, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			// The parser's message may quote the bytes: it is not repeated.
+		notAfter, ok := certificateNotAfter(b.Bytes)
+		if !ok {
 			return nil, fmt.Sprintf("X.509 certificates only: block %d of %d does not parse as one", i+1, len(blocks))
 		}
-		notAfters = append(notAfters, cert.NotAfter)
+		if notAfter.IsZero() {
+			// 0001-01-01T00:00:00Z, what Go writes for a NotAfter left
+			// unset: taken for "none", it would be served without
+			// cert_not_after, with no expiry warning, and cached.
+			return nil, fmt.Sprintf("X.509 certificates only: block %d of %d has no NotAfter", i+1, len(blocks))
+		}
+		notAfters = append(notAfters, notAfter)
 	}
 	return notAfters, ""
 }
@@ -192,7 +215,10 @@ func pemBlocks(v string) ([]*pem.Block, bool) {
 	var blocks []*pem.Block
 	rest := []byte(v)
 	for {
-		rest = bytes.TrimSpace(rest)
+		// ASCII white space only: bytes.TrimSpace would also pass Unicode
+		// spaces, NEL (a C1 control) and the line and paragraph separators,
+		// which would then be served byte for byte.
+		rest = bytes.TrimLeft(rest, " \t\r\n")
 		if len(rest) == 0 {
 			return blocks, true
 		}
@@ -223,19 +249,85 @@ func encryptionHeaders(h map[string]string) bool {
 }
 
 // derShaped reports whether der is one ASN.1 SEQUENCE, with nothing after
-// it, whose first elements have the universal tags given.
-func derShaped(der []byte, tags []int) bool {
+// it, shaped as shape says.
+func derShaped(der []byte, shape keyShape) bool {
 	var seq asn1.RawValue
 	rest, err := asn1.Unmarshal(der, &seq)
 	if err != nil || len(rest) != 0 || seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
 		return false
 	}
 	inner := seq.Bytes
-	for _, tag := range tags {
+	for i, tag := range shape.tags {
 		var el asn1.RawValue
 		if inner, err = asn1.Unmarshal(inner, &el); err != nil || el.Class != asn1.ClassUniversal || el.Tag != tag {
 			return false
 		}
+		if i == 0 && shape.versions != nil && (len(el.Bytes) != 1 || !bytes.Contains(shape.versions, el.Bytes)) {
+			return false
+		}
 	}
 	return true
+}
+
+// certificateNotAfter returns the NotAfter of the X.509 certificate der, and
+// whether it is one. crypto/x509 parses most; one it refuses (an SM2 key,
+// whose curve it does not know, and Huawei Cloud serves such certificates)
+// is accepted when its DER has a certificate's structure (RFC 5280, 4.1),
+// with nothing after it, which a key or arbitrary bytes do not have. The
+// parser's message may quote the bytes: it is never repeated.
+func certificateNotAfter(der []byte) (time.Time, bool) {
+	if cert, err := x509.ParseCertificate(der); err == nil {
+		return cert.NotAfter, true
+	}
+	return certificateShaped(der)
+}
+
+// certificateShaped reads der as Certificate and TBSCertificate (RFC 5280,
+// 4.1) without interpreting the key, names or extensions, and returns the
+// NotAfter of its validity.
+func certificateShaped(der []byte) (notAfter time.Time, ok bool) {
+	input := cryptobyte.String(der)
+	var cert, tbs, validity, spki cryptobyte.String
+	if !input.ReadASN1(&cert, cbasn1.SEQUENCE) || !input.Empty() ||
+		!cert.ReadASN1(&tbs, cbasn1.SEQUENCE) {
+		return time.Time{}, false
+	}
+	versionTag := cbasn1.Tag(0).Constructed().ContextSpecific()
+	if tbs.PeekASN1Tag(versionTag) {
+		var v cryptobyte.String
+		var version int64
+		if !tbs.ReadASN1(&v, versionTag) || !v.ReadASN1Integer(&version) || !v.Empty() || version < 0 || version > 2 {
+			return time.Time{}, false
+		}
+	}
+	var serial big.Int
+	if !tbs.ReadASN1Integer(&serial) ||
+		!tbs.SkipASN1(cbasn1.SEQUENCE) || // signature algorithm
+		!tbs.SkipASN1(cbasn1.SEQUENCE) || // issuer
+		!tbs.ReadASN1(&validity, cbasn1.SEQUENCE) ||
+		!readTime(&validity, new(time.Time)) || !readTime(&validity, &notAfter) || !validity.Empty() ||
+		!tbs.SkipASN1(cbasn1.SEQUENCE) || // subject
+		!tbs.ReadASN1(&spki, cbasn1.SEQUENCE) ||
+		!spki.SkipASN1(cbasn1.SEQUENCE) || // the key's algorithm
+		!spki.SkipASN1(cbasn1.BIT_STRING) || !spki.Empty() ||
+		!tbs.SkipOptionalASN1(cbasn1.Tag(1).ContextSpecific()) || // issuerUniqueID
+		!tbs.SkipOptionalASN1(cbasn1.Tag(2).ContextSpecific()) || // subjectUniqueID
+		!tbs.SkipOptionalASN1(cbasn1.Tag(3).Constructed().ContextSpecific()) || // extensions
+		!tbs.Empty() {
+		return time.Time{}, false
+	}
+	var signature asn1.BitString
+	if !cert.SkipASN1(cbasn1.SEQUENCE) || // signature algorithm
+		!cert.ReadASN1BitString(&signature) || !cert.Empty() {
+		return time.Time{}, false
+	}
+	return notAfter, true
+}
+
+// readTime reads a validity time, UTCTime or GeneralizedTime.
+func readTime(s *cryptobyte.String, t *time.Time) bool {
+	if s.PeekASN1Tag(cbasn1.UTCTime) {
+		return s.ReadASN1UTCTime(t)
+	}
+	return s.ReadASN1GeneralizedTime(t)
 }

@@ -67,7 +67,12 @@ func TestCheckPEM(t *testing.T) {
 		Alg algorithm
 		Key []byte
 	}{algorithm{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}}, []byte("ciphertext")})
-	rsaKey := der(struct{ Version, N, E int }{0, 12345, 65537})
+	rsaKey := der(struct{ Version, N, E, D, P, Q, DP, DQ, QInv int }{0, 12345, 65537, 3, 5, 7, 11, 13, 17})
+	rsaPublicKey := der(struct{ N, E int }{12345, 65537})
+	multiPrimeRSAKey := der(struct {
+		Version, N, E, D, P, Q, DP, DQ, QInv int
+		Others                               []struct{ R, D, T int }
+	}{1, 12345, 65537, 3, 5, 7, 11, 13, 17, []struct{ R, D, T int }{{19, 23, 29}}})
 	ecKey := der(struct {
 		Version int
 		Key     []byte
@@ -104,6 +109,24 @@ func TestCheckPEM(t *testing.T) {
 		{"legacy encrypted key", encrypted, true, true},
 		{"PKCS#1 key", block("RSA PRIVATE KEY", rsaKey), true, true},
 		{"SEC 1 key", block("EC PRIVATE KEY", ecKey), true, true},
+		{"multi-prime PKCS#1 key", block("RSA PRIVATE KEY", multiPrimeRSAKey), true, true},
+		// Review of issue 17: the shapes include the version, and PKCS#1
+		// all nine integers, so that a public key is not taken for a
+		// private one.
+		{"a PKCS#1 public key labelled RSA PRIVATE KEY", block("RSA PRIVATE KEY", rsaPublicKey), true, false},
+		{"a PKCS#1 key of version 2", block("RSA PRIVATE KEY", der(struct{ Version, N, E, D, P, Q, DP, DQ, QInv int }{2, 12345, 65537, 3, 5, 7, 11, 13, 17})), true, false},
+		{"a SEC 1 key of version 0", block("EC PRIVATE KEY", der(struct {
+			Version int
+			Key     []byte
+		}{0, []byte("k")})), true, false},
+		{"a PKCS#8 key of version 2", block("PRIVATE KEY", der(struct {
+			Version int
+			Alg     algorithm
+			Key     []byte
+		}{2, algorithm{asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}}, []byte("k")})), true, false},
+		{"Unicode spaces around a certificate", "\u2028" + cert + "\u00a0", false, false},
+		{"NEL between certificates", cert + "\u0085" + cert, false, false},
+		{"ASCII white space between certificates", cert + " \t\r\n" + cert, false, true},
 		{"two keys", key + key, true, false},
 		{"a certificate where a key belongs", cert, true, false},
 		{"a public key", opaque("PUBLIC KEY"), true, false},
@@ -148,6 +171,58 @@ func TestCheckPEMGivesTheNotAfterOfEveryCertificate(t *testing.T) {
 
 	_, problem = checkPEM(late+early+string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")})), false)
 	require.Equal(t, "X.509 certificates only: block 3 of 3 does not parse as one", problem)
+}
+
+// Review of issue 17: a NotAfter of 0001-01-01T00:00:00Z (Go's zero time,
+// which x509.CreateCertificate writes when none is set) would be taken for
+// "no NotAfter"; such a certificate is refused like one that does not parse.
+func TestCheckPEMRefusesACertificateWithAZeroNotAfter(t *testing.T) {
+	zero, _ := testCertAndKey(t, time.Time{})
+	valid, _ := testCertAndKey(t, time.Now().Add(time.Hour))
+	_, problem := checkPEM(valid+zero, false)
+	require.Equal(t, "X.509 certificates only: block 2 of 2 has no NotAfter", problem)
+}
+
+// onSM2 moves a PEM block's P-256 key to the SM2 curve (both OIDs are eight
+// bytes long): crypto/x509 parses neither such a certificate nor such a key.
+func onSM2(t *testing.T, p string) string {
+	t.Helper()
+	p256, err := asn1.Marshal(asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7})
+	require.NoError(t, err)
+	sm2, err := asn1.Marshal(asn1.ObjectIdentifier{1, 2, 156, 10197, 1, 301})
+	require.NoError(t, err)
+	block, _ := pem.Decode([]byte(p))
+	block.Bytes = bytes.ReplaceAll(block.Bytes, p256, sm2)
+	return string(pem.EncodeToMemory(block))
+}
+
+// Review of issue 17: an SM2 certificate is an X.509 certificate that
+// crypto/x509 does not parse; its structure is checked instead, and its
+// NotAfter read from it. A key under the label still is not one.
+func TestCheckPEMReadsTheStructureOfACertificateCryptoX509DoesNotParse(t *testing.T) {
+	notAfter := time.Date(2051, 6, 1, 0, 0, 0, 0, time.UTC) // GeneralizedTime, past 2049
+	cert, key := testCertAndKey(t, notAfter)
+	sm2Cert, sm2Key := onSM2(t, cert), onSM2(t, key)
+	block, _ := pem.Decode([]byte(sm2Cert))
+	_, err := x509.ParseCertificate(block.Bytes)
+	require.Error(t, err, "the fixture must be one crypto/x509 refuses")
+
+	got, problem := checkPEM(sm2Cert, false)
+	require.Empty(t, problem)
+	require.Equal(t, []time.Time{notAfter}, got)
+
+	_, problem = checkPEM(sm2Key, true)
+	require.Empty(t, problem, "an SM2 key is served")
+	keyBlock, _ := pem.Decode([]byte(sm2Key))
+	for name, der := range map[string][]byte{
+		"an SM2 key":        keyBlock.Bytes,
+		"trailing bytes":    append(append([]byte(nil), block.Bytes...), 0),
+		"a truncated one":   block.Bytes[:len(block.Bytes)-1],
+		"an empty SEQUENCE": {0x30, 0x00},
+	} {
+		_, problem = checkPEM(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), false)
+		require.Equal(t, "X.509 certificates only: block 1 of 1 does not parse as one", problem, name)
+	}
 }
 
 func certKeyAnswer(t *testing.T, answer string) (*CertKey, error) {
@@ -235,10 +310,10 @@ func FuzzCheckPEM(f *testing.F) {
 				t.Fatalf("accepted a %q block in a key=%v field", block.Type, key)
 			}
 			_, err := x509.ParseCertificate(block.Bytes)
-			if !key && err != nil {
+			if _, shaped := certificateShaped(block.Bytes); !key && err != nil && !shaped {
 				t.Fatalf("accepted a block that is not a certificate in a certificate field")
 			}
-			if key && err == nil {
+			if _, shaped := certificateShaped(block.Bytes); key && (err == nil || shaped) {
 				t.Fatalf("accepted a certificate in a key field")
 			}
 			if key && len(block.Headers) == 0 && !derShaped(block.Bytes, keyShapes[block.Type]) {
@@ -254,7 +329,7 @@ func FuzzCheckPEM(f *testing.F) {
 			blocks++
 			rest = next
 		}
-		if len(bytes.TrimSpace(rest)) != 0 {
+		if len(bytes.Trim(rest, " \t\r\n")) != 0 {
 			t.Fatalf("accepted text after the last block")
 		}
 		if n := strings.Count(v, "-----BEGIN"); n != blocks {
@@ -265,6 +340,11 @@ func FuzzCheckPEM(f *testing.F) {
 		}
 		if !key && len(notAfters) != blocks {
 			t.Fatalf("%d NotAfters for %d certificates", len(notAfters), blocks)
+		}
+		for _, na := range notAfters {
+			if na.IsZero() {
+				t.Fatalf("accepted a certificate with a zero NotAfter")
+			}
 		}
 	})
 }

@@ -81,7 +81,9 @@ func (c *Client) ShowAccessKey(ctx context.Context, access string) (info *Access
 	if body.Credential == nil || body.Credential.UserID == "" || body.Credential.Access != access {
 		return nil, &Error{Kind: KindBadResponse, Service: "IAM", Detail: "answered without the key's owner"}
 	}
-	return body.Credential, nil
+	info = new(AccessKeyInfo)
+	*info = body.Credential.redactedBy(c.redact)
+	return info, nil
 }
 
 // ListAccessKeys lists a user's permanent keys (GET
@@ -101,7 +103,11 @@ func (c *Client) ListAccessKeys(ctx context.Context, userID string) (keys []Acce
 	if body.Credentials == nil {
 		return nil, &Error{Kind: KindBadResponse, Service: "IAM", Detail: "answered the key list without credentials"}
 	}
-	return *body.Credentials, nil
+	keys = make([]AccessKeyInfo, 0, len(*body.Credentials))
+	for _, key := range *body.Credentials {
+		keys = append(keys, key.redactedBy(c.redact))
+	}
+	return keys, nil
 }
 
 // ErrKeyLimit is the Detail of the error CreateAccessKey returns when the user

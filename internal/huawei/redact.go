@@ -123,7 +123,7 @@ func (r *redactor) redact(s string, secrets []string) string {
 // the engine shows, and redaction skips them when it looks for a
 // credential, so that no credential broken up by them goes unseen, and
 // cleaning (which runs after redaction, and never removes a character)
-// cannot leave one behind.
+// cannot leave one behind. Redaction skips U+FFFD too (see skipped).
 func hidden(r rune) bool {
 	if r < utf8.RuneSelf {
 		return r < ' ' || r == 0x7f
@@ -132,9 +132,14 @@ func hidden(r rune) bool {
 		unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }
 
-// skipped are the characters matching ignores: the hidden ones, and spaces.
+// skipped are the characters matching ignores: the hidden ones, spaces,
+// and U+FFFD, which cleaning writes for every hidden character and broken
+// byte. Were U+FFFD matched, a credential quoted with U+FFFD (or a broken
+// byte) in place of a hidden character, or the reverse, would slip past
+// redaction and be rebuilt by cleaning; spread out with U+FFFD, it would be
+// read back by anyone who drops them.
 func skipped(r rune) bool {
-	return hidden(r) || unicode.IsSpace(r)
+	return hidden(r) || unicode.IsSpace(r) || r == utf8.RuneError
 }
 
 func lowerASCII(c byte) byte {
@@ -145,7 +150,8 @@ func lowerASCII(c byte) byte {
 }
 
 // shadowOf is what matching sees of a text: the text without skipped
-// characters (hidden ones and spaces) and with ASCII letters lower-cased;
+// characters (hidden ones, spaces, U+FFFD and broken bytes) and with ASCII
+// letters lower-cased;
 // pos maps each shadow byte back to the text.
 func shadowOf(s string) (shadow []byte, pos []int) {
 	shadow = make([]byte, 0, len(s))

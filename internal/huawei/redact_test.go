@@ -78,27 +78,37 @@ func TestRedactionSeesThroughCaseAndInvisibleCharacters(t *testing.T) {
 	require.Equal(t, "line1 line2 ok", r.clean("line1\nline2 ok"))
 }
 
-// A credential with a U+FFFD in it (valid UTF-8, three bytes) is redacted
-// whole: matching once took that character for one byte of broken UTF-8 and
-// left its last two bytes standing after the mark.
+// A credential with a U+FFFD in it (valid UTF-8, three bytes) is matched
+// without it, like a hidden character: its other characters are redacted and
+// the U+FFFD at its end is left whole, never cut into broken bytes (matching
+// once took it for one byte of broken UTF-8 and left two bytes standing).
 func TestRedactionCoversReplacementCharactersWhole(t *testing.T) {
 	r := newRedactor([]string{"pw-0123456789\uFFFD", "\uFFFDpw-abcdefghij"}, nil)
-	require.Equal(t, "bad password <redacted>.", r.clean("bad password pw-0123456789\uFFFD."))
-	require.Equal(t, "bad password <redacted>.", r.clean("bad password \uFFFDpw-abcdefghij."))
+	require.Equal(t, "bad password <redacted>\uFFFD.", r.clean("bad password pw-0123456789\uFFFD."))
+	require.Equal(t, "bad password \uFFFD<redacted>.", r.clean("bad password \uFFFDpw-abcdefghij."))
+	// In the middle of one, and spread out with U+FFFD or broken bytes.
+	r = newRedactor([]string{"pw-0123\uFFFD4567"}, nil)
+	for _, in := range []string{"pw-0123\uFFFD4567", "pw-0123\u202e4567", "pw-0123\xff4567", "p\uFFFDw\xff-\uFFFD0123\uFFFD4567"} {
+		out := r.clean("bad password " + in + ".")
+		require.Equal(t, "bad password <redacted>.", out, "%q", in)
+	}
 }
 
 // Whatever surrounds a credential, and whatever characters it holds, the
 // cleaned text neither contains it nor is left with pieces of a character
 // the mark cut through, nor holds a hidden character. Spread out with a
 // hidden character between each of its characters, it is redacted all the
-// same: cleaning shows that character as U+FFFD or a space, and a reader
-// who drops those must not find the credential.
+// same, as it is with U+FFFD or a broken byte between its characters:
+// cleaning shows each as U+FFFD or a space, and a reader who drops those must
+// not find the credential.
 func FuzzRedactionLeavesNoCredential(f *testing.F) {
 	f.Add("bad password ", "pw-0123456789\uFFFD", ".", "\u200b")
 	f.Add("x", "tok-3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e", "y", "\u202e")
 	f.Add("\u00e9", "\u00e9\u4e2d\u6587-secret-\U0001F600", "\u200b", "\U000e0041")
 	f.Add("", "abcd", "abcd", "\u2028")
 	f.Add("\x1b[31m", "pw-\u00ad-0123", "\u2029", "\ufe0f")
+	f.Add("bad token ", "tok-0123456789", ".", "\uFFFD")
+	f.Add("bad token ", "tok-0123456789", ".", "\xff")
 	f.Fuzz(func(t *testing.T, before, secret, after, sep string) {
 		if !utf8.ValidString(before+secret+after) || strings.ContainsAny(secret, "<>") {
 			return // a secret that spells the marker would be found in it
@@ -126,7 +136,7 @@ func FuzzRedactionLeavesNoCredential(f *testing.F) {
 		}
 
 		sr, size := utf8.DecodeRuneInString(sep)
-		if !hidden(sr) || size != len(sep) || strings.ContainsRune(before+secret+after, utf8.RuneError) {
+		if !hidden(sr) && sr != utf8.RuneError || size != len(sep) || strings.ContainsRune(before+secret+after, utf8.RuneError) {
 			return // the reader below drops every U+FFFD: keep real ones out
 		}
 		spread := strings.Join(strings.Split(secret, ""), sep)

@@ -56,6 +56,11 @@ func (c *Client) passphraseFrom(k call, ans *answer, taskID string) (string, err
 		return "", c.bad(k, ans, "answered for a different task_id than the one asked for")
 	case len(*body.Passphrase) > maxPassphraseLen:
 		return "", c.bad(k, ans, fmt.Sprintf("answered with a passphrase over %d characters", maxPassphraseLen))
+	case HoldsHidden(*body.Passphrase):
+		// It reaches a team's terminal raw (vault read prints it), and
+		// cleaning it would corrupt the secret: SMS never generates one
+		// holding an escape, a bidi override or broken UTF-8.
+		return "", c.bad(k, ans, "answered with a passphrase holding a control, format or other hidden character, U+FFFD or bytes that are not UTF-8")
 	}
 	return *body.Passphrase, nil
 }

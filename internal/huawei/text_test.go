@@ -130,3 +130,64 @@ func TestRedactionSkipsWhatCleaningReplaces(t *testing.T) {
 		}
 	}
 }
+
+// Review of issue 17: what the engine refuses in passwords is what cleaning
+// rewrites, from the same list, and U+FFFD, which it writes.
+func TestHoldsHiddenIsWhatCleaningRewrites(t *testing.T) {
+	for _, s := range []string{"Ab1\u200bcd2!", "Ab1\uFFFDcd2!", "Ab1\xffcd2!", "Ab1\u202ecd2!", "Ab1\x1bcd2!", "Ab1\u00adcd2!"} {
+		require.True(t, HoldsHidden(s), "%q", s)
+		require.Contains(t, Printable(s), "\uFFFD", "%q", s)
+	}
+	for _, s := range []string{"Ab1 cd2!", "Ab1-\u00e9\u4e2d-cd2!", "pw-0123456789"} {
+		require.False(t, HoldsHidden(s), "%q", s)
+		require.Equal(t, s, Printable(s), "%q", s)
+	}
+}
+
+// Review of issue 17: what IAM says of a key is redacted too, listed or
+// shown: an IAM quoting the secret key as a key id or description must not
+// have it repeated in rotation errors and logs.
+func TestAccessKeyInfoIsRedacted(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasPrefix(r.URL.Path, "/v3.0/OS-CREDENTIAL/credentials/") {
+			_, _ = io.WriteString(w, `{"credential":{"access":"`+testAccessKey+`","user_id":"u1","description":"`+testSecretKey+`"}}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"credentials":[{"access":"`+testSecretKey+`","user_id":"u1","description":"x `+testSecretKey[:10]+`"}]}`)
+	}))
+	defer srv.Close()
+	c, err := New(Options{Endpoint: srv.URL, IAMEndpoint: srv.URL, Method: MethodAccessKey, AccessKey: testAccessKey,
+		SecretKey: testSecretKey, ProjectID: "p", Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer c.Close()
+	keys, err := c.ListAccessKeys(context.Background(), "u1")
+	require.NoError(t, err)
+	require.Equal(t, []AccessKeyInfo{{Access: redacted, UserID: "u1", Description: "x " + redacted}}, keys)
+	info, err := c.ShowAccessKey(context.Background(), testAccessKey)
+	require.NoError(t, err)
+	require.Equal(t, AccessKeyInfo{Access: testAccessKey, UserID: "u1", Description: redacted}, *info)
+}
+
+// Review of issue 17: a passphrase reaches a team's terminal raw, so one
+// holding a hidden character or bytes that are not UTF-8 is refused, and the
+// refusal does not repeat it.
+func TestPassphraseHoldingHiddenCharactersIsRefused(t *testing.T) {
+	for _, pp := range []string{`pp-\u001b]0;owned\u0007-0123`, `pp-\u202eowned-0123`, "pp-\xffowned-0123", `pp-\ufffdowned`} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"task_id":"t1","passphrase":"`+pp+`"}`)
+		}))
+		c, err := New(Options{Endpoint: srv.URL, Method: MethodToken, Token: "passphrase-test-token-0a1b", Timeout: 5 * time.Second})
+		require.NoError(t, err)
+		got, err := c.Passphrase(context.Background(), "t1")
+		c.Close()
+		srv.Close()
+		require.Empty(t, got)
+		var e *Error
+		require.ErrorAs(t, err, &e, pp)
+		require.Equal(t, KindBadResponse, e.Kind, pp)
+		require.Contains(t, err.Error(), "answered with a passphrase holding a control, format or other hidden character", pp)
+		require.NotContains(t, err.Error(), "owned", pp)
+	}
+}
