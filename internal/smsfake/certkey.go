@@ -128,7 +128,7 @@ func (s *Server) certKeySetLocked(id string) (*certKeySet, bool) {
 // task's set, made on first request and kept until RotateCertKey; "ca" only
 // when enable_ca_cert=true.
 func (s *Server) certKeyReply(r *http.Request, taskID string) reply {
-	if refusal := s.authorized(r); refusal != nil {
+	if _, refusal := s.authorized(r, callCertKey, taskID); refusal != nil {
 		return *refusal
 	}
 	s.mu.Lock()

@@ -21,6 +21,14 @@ import (
 //	POST   /__fake/revoke-tokens   invalidates every IAM token issued so far
 //	PUT    /__fake/latency         {"latency": "5ms"}
 //	GET    /__fake/keys?domain=&name=  a user's permanent access keys (KeyInfo), oldest first, without secrets
+//	PUT    /__fake/identity-providers/{id}  an IdentityProvider (JWKS included), added or replaced
+//	DELETE /__fake/identity-providers/{id}
+//	PUT    /__fake/agencies/{domain}/{name} an Agency, added or replaced
+//	DELETE /__fake/agencies/{domain}/{name}
+//	PUT    /__fake/permissions/{domain}/{name}  an IAM user's Permissions (null: everything)
+//	GET    /__fake/calls           the trace of SMS calls (Call), oldest first
+//	DELETE /__fake/calls           empties the trace
+//	POST   /__fake/expire-temporary-keys  ends every temporary credential from securitytokens
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, "/__fake/")
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -86,7 +94,66 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.SetLatency(timeDuration(v.Latency))
 		w.WriteHeader(http.StatusNoContent)
+	case s.serveIdentityControl(w, r, path, body):
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown control path"})
 	}
+}
+
+// serveIdentityControl serves the control paths of identity providers,
+// agencies, policies and the call trace; it reports whether path was one.
+func (s *Server) serveIdentityControl(w http.ResponseWriter, r *http.Request, path string, body []byte) bool {
+	done := func(err error) {
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+	put := r.Method == http.MethodPut
+	del := r.Method == http.MethodDelete
+	domain, name, twoParts := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(path, "agencies/"), "permissions/"), "/")
+	switch {
+	case strings.HasPrefix(path, "identity-providers/") && put:
+		var p IdentityProvider
+		if err := json.Unmarshal(body, &p); err != nil {
+			done(err)
+			return true
+		}
+		p.ID = strings.TrimPrefix(path, "identity-providers/")
+		done(s.SetIdentityProvider(p))
+	case strings.HasPrefix(path, "identity-providers/") && del:
+		s.DeleteIdentityProvider(strings.TrimPrefix(path, "identity-providers/"))
+		done(nil)
+	case strings.HasPrefix(path, "agencies/") && twoParts && put:
+		var a Agency
+		if err := json.Unmarshal(body, &a); err != nil {
+			done(err)
+			return true
+		}
+		a.Domain, a.Name = domain, name
+		done(s.SetAgency(a))
+	case strings.HasPrefix(path, "agencies/") && twoParts && del:
+		s.DeleteAgency(domain, name)
+		done(nil)
+	case strings.HasPrefix(path, "permissions/") && twoParts && put:
+		var p *Permissions
+		if err := json.Unmarshal(body, &p); err != nil {
+			done(err)
+			return true
+		}
+		s.SetPermissions(domain, name, p)
+		done(nil)
+	case path == "calls" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, s.Calls())
+	case path == "calls" && del:
+		s.ClearCalls()
+		done(nil)
+	case path == "expire-temporary-keys" && r.Method == http.MethodPost:
+		s.ExpireTemporaryKeys()
+		done(nil)
+	default:
+		return false
+	}
+	return true
 }

@@ -73,6 +73,16 @@ type Options struct {
 	AnyTask bool
 	Latency time.Duration    // added before every SMS answer
 	Now     func() time.Time // default time.Now
+
+	// UserPermissions are IAM users' policies, by "domain/name"; a user
+	// without one may do everything. Static tokens may always do
+	// everything.
+	UserPermissions map[string]*Permissions
+	// IdentityProviders are the OIDC identity providers IAM trusts for
+	// POST /v3.0/OS-AUTH/id-token/tokens.
+	IdentityProviders []IdentityProvider
+	// Agencies may be assumed with POST /v3.0/OS-CREDENTIAL/securitytokens.
+	Agencies []Agency
 }
 
 // Server is an http.Handler serving the SMS and IAM stand-ins and the control
@@ -108,6 +118,18 @@ type Server struct {
 	keys     map[string]*accessKey
 	tempKeys map[string]tempKey
 	keySeq   int64
+
+	// userPerms are IAM users' policies (Options.UserPermissions).
+	userPerms map[string]*Permissions
+	// idps are the identity providers by ID; federatedUsers the users
+	// they mapped (to the provider's ID), with their policies.
+	idps           map[string]*idProvider
+	federatedUsers map[userRef]string
+	federatedPerms map[userRef]*Permissions
+	// agencies by "domain/name".
+	agencies map[string]*Agency
+	// calls is the trace of SMS calls (Calls).
+	calls []Call
 }
 
 // Stats counts what the stand-in received.
@@ -175,6 +197,22 @@ func New(opts Options) *Server {
 	}
 	s.stats = newStats()
 	s.initIdentities()
+	s.userPerms = map[string]*Permissions{}
+	for k, v := range opts.UserPermissions {
+		s.userPerms[k] = v
+	}
+	s.idps, s.federatedUsers, s.federatedPerms = map[string]*idProvider{}, map[userRef]string{}, map[userRef]*Permissions{}
+	for _, p := range opts.IdentityProviders {
+		if err := s.SetIdentityProvider(p); err != nil {
+			panic("smsfake: identity provider " + p.ID + ": " + err.Error())
+		}
+	}
+	s.agencies = map[string]*Agency{}
+	for _, a := range opts.Agencies {
+		if err := s.SetAgency(a); err != nil {
+			panic("smsfake: agency " + a.Name + ": " + err.Error())
+		}
+	}
 	return s
 }
 
@@ -290,6 +328,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 	case path == "/v3/auth/tokens":
 		s.serveIAMCall(w, r, callToken, s.tokenReply)
+	case path == idTokenPath:
+		s.serveIAMCall(w, r, callIDToken, s.idTokenReply)
+	case path == securityTokensPath:
+		s.serveIAMCall(w, r, callSecurityToken, s.securityTokenReply)
 	case path == credentialsPath || strings.HasPrefix(path, credentialsPath+"/"):
 		s.routeCredentials(w, r, strings.TrimPrefix(strings.TrimPrefix(path, credentialsPath), "/"))
 	case strings.HasPrefix(path, "/v3/users/") && strings.HasSuffix(path, "/password"):
@@ -348,34 +390,42 @@ func (s *Server) serveSMS(w http.ResponseWriter, r *http.Request, call, taskID s
 		return
 	}
 	var rep reply
+	note := &callNote{}
 	if !fault.replaces() {
-		rep = normal(r, taskID)
+		rep = normal(r.WithContext(context.WithValue(r.Context(), callNoteKey{}, note)), taskID)
 	}
-	fault.deliver(w, r, fault.apply(r, call, rep, taskID, smsError, s.now()))
+	rep = fault.apply(r, call, rep, taskID, smsError, s.now())
+	s.record(call, taskID, note.who, rep.status)
+	fault.deliver(w, r, rep)
 }
 
-// authorized checks the request's credentials and counts the outcome; it
-// returns the gateway's refusal, or nil.
-func (s *Server) authorized(r *http.Request) *reply {
+// authorized checks the request's credentials and counts the outcome, then
+// the caller's policy for the call on the task (taskID empty for ListTasks);
+// it returns the caller, and the gateway's refusal or nil.
+func (s *Server) authorized(r *http.Request, call, taskID string) (principal, *reply) {
 	if r.Method != http.MethodGet {
 		rep := smsError(http.StatusMethodNotAllowed, "APIGW.0102", "The method is not allowed.")
-		return &rep
+		return principal{}, &rep
 	}
-	method, code, msg := s.authenticate(r)
+	method, who, code, msg := s.authenticate(r)
+	if note := noteOf(r); note != nil {
+		note.who = who
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if method == "" {
 		s.stats.Rejected++
+		s.mu.Unlock()
 		rep := smsError(http.StatusUnauthorized, code, msg)
-		return &rep
+		return principal{}, &rep
 	}
 	s.stats.ByAuth[method]++
-	return nil
+	s.mu.Unlock()
+	return who, s.permitted(who, call, taskID)
 }
 
 // passphraseReply is the normal answer of GET /v3/tasks/{id}/passphrase.
 func (s *Server) passphraseReply(r *http.Request, taskID string) reply {
-	if refusal := s.authorized(r); refusal != nil {
+	if _, refusal := s.authorized(r, callPassphrase, taskID); refusal != nil {
 		return *refusal
 	}
 	s.mu.Lock()
@@ -397,33 +447,23 @@ func (s *Server) countFault() {
 	s.mu.Unlock()
 }
 
-// authenticate returns the accepted method, or "" with the gateway's error.
-func (s *Server) authenticate(r *http.Request) (method, code, msg string) {
-	if tok := r.Header.Get("X-Auth-Token"); tok != "" {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.tokens[tok] {
-			return "token", "", ""
-		}
-		if exp, ok := s.issued[tok]; ok {
-			if s.now().Before(exp) {
-				return "iam", "", ""
-			}
-			return "", "APIGW.0301", "Incorrect IAM authentication information: the token expired."
-		}
-		return "", "APIGW.0301", "Incorrect IAM authentication information: the token is invalid."
+// authenticate returns the accepted method and the caller, or "" with the
+// gateway's error.
+func (s *Server) authenticate(r *http.Request) (method string, who principal, code, msg string) {
+	who, msg = s.whoIs(r)
+	switch {
+	case who.kind == "":
+		return "", who, "APIGW.0301", msg
+	case who.kind == "token":
+		return "token", who, "", ""
+	case r.Header.Get("X-Auth-Token") != "":
+		return "iam", who, "", ""
 	}
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		signed, err := s.verifySignature(r)
-		if err != nil {
-			return "", "APIGW.0301", "Incorrect IAM authentication information: " + err.Error()
-		}
-		s.mu.Lock()
-		s.stats.SignedHeaders = signed
-		s.mu.Unlock()
-		return "aksk", "", ""
-	}
-	return "", "APIGW.0301", "Incorrect IAM authentication information: no X-Auth-Token or Authorization header."
+	_, signed, _, _ := parseAuthorization(r.Header.Get("Authorization"))
+	s.mu.Lock()
+	s.stats.SignedHeaders = signed
+	s.mu.Unlock()
+	return "aksk", who, "", ""
 }
 
 func validTaskID(id string) bool {

@@ -74,9 +74,7 @@ func (s *Server) tokenReply(r *http.Request) reply {
 		return iamError(http.StatusUnauthorized, "", msg)
 	}
 
-	raw := make([]byte, s.opts.TokenSize*3/4+3)
-	_, _ = rand.Read(raw)
-	token := ("MIIfake" + base64.RawURLEncoding.EncodeToString(raw))[:s.opts.TokenSize]
+	token := s.newIAMToken()
 	issued := s.now().UTC()
 	expires := issued.Add(s.opts.TokenLifetime)
 
@@ -129,4 +127,12 @@ func (s *Server) login(domain, name, password string) (string, bool) {
 		s.failedLogins[key] = 0
 	}
 	return "The username or password is wrong.", false
+}
+
+// newIAMToken makes a token of TokenSize characters, about what a real IAM
+// (PKI) token measures.
+func (s *Server) newIAMToken() string {
+	raw := make([]byte, s.opts.TokenSize*3/4+3)
+	_, _ = rand.Read(raw)
+	return ("MIIfake" + base64.RawURLEncoding.EncodeToString(raw))[:s.opts.TokenSize]
 }

@@ -66,8 +66,13 @@ type accessKey struct {
 
 // tempKey is a temporary access key (one with a security token).
 type tempKey struct {
-	secret string
-	owner  userRef
+	secret, token string
+	owner         userRef
+	// expires is when it stops working; zero for the keys of Options,
+	// which never do.
+	expires time.Time
+	// who acts with it: an agency's session, or the user who asked for it.
+	who principal
 }
 
 // KeyInfo is a permanent access key as tests see it.
@@ -99,7 +104,8 @@ func (s *Server) initIdentities() {
 	for _, ak := range access {
 		sk := s.opts.AccessKeys[ak]
 		if _, temporary := s.opts.SecurityTokens[ak]; temporary {
-			s.tempKeys[ak] = tempKey{secret: sk, owner: owner}
+			s.tempKeys[ak] = tempKey{secret: sk, token: s.opts.SecurityTokens[ak], owner: owner,
+				who: principal{kind: "user", domain: owner.domain, name: owner.name}}
 			continue
 		}
 		s.keySeq++

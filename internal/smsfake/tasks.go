@@ -48,7 +48,7 @@ func taskBody(id string, m TaskMeta) map[string]any {
 
 // taskReply is the normal answer of GET /v3/tasks/{task_id} (ShowTask).
 func (s *Server) taskReply(r *http.Request, taskID string) reply {
-	if refusal := s.authorized(r); refusal != nil {
+	if _, refusal := s.authorized(r, callTask, taskID); refusal != nil {
 		return *refusal
 	}
 	s.mu.Lock()
@@ -64,7 +64,8 @@ func (s *Server) taskReply(r *http.Request, taskID string) reply {
 // matching the filters, ordered by id, paged by limit and offset, with the
 // count of all matching tasks.
 func (s *Server) listReply(r *http.Request, _ string) reply {
-	if refusal := s.authorized(r); refusal != nil {
+	who, refusal := s.authorized(r, callTasks, "")
+	if refusal != nil {
 		return *refusal
 	}
 	q := r.URL.Query()
@@ -84,6 +85,8 @@ func (s *Server) listReply(r *http.Request, _ string) reply {
 	ep, name, state := q.Get("enterprise_project_id"), q.Get("name"), q.Get("state")
 
 	s.mu.Lock()
+	// A policy limited to enterprise projects lists only their tasks.
+	perms := s.permissionsOf(who)
 	ids := make([]string, 0, len(s.tasks))
 	for id := range s.tasks {
 		ids = append(ids, id)
@@ -92,7 +95,7 @@ func (s *Server) listReply(r *http.Request, _ string) reply {
 	var matching []map[string]any
 	for _, id := range ids {
 		m, _ := s.metaOf(id)
-		if (q.Has("enterprise_project_id") && m.EnterpriseProjectID != ep) || (name != "" && m.Name != name) || (state != "" && m.State != state) {
+		if !perms.inProject(m.EnterpriseProjectID) || (q.Has("enterprise_project_id") && m.EnterpriseProjectID != ep) || (name != "" && m.Name != name) || (state != "" && m.State != state) {
 			continue
 		}
 		item := taskBody(id, m)

@@ -60,9 +60,15 @@ func (s *Server) checkSignature(r *http.Request, access, signedHeaders, signatur
 	if !contains(names, "x-sdk-date") {
 		return "", errors.New("x-sdk-date is not signed")
 	}
-	if want, temporary := s.opts.SecurityTokens[access]; temporary {
-		if r.Header.Get("X-Security-Token") != want || !contains(names, "x-security-token") {
+	s.mu.Lock()
+	temp, temporary := s.tempKeys[access]
+	s.mu.Unlock()
+	if temporary {
+		if r.Header.Get("X-Security-Token") != temp.token || !contains(names, "x-security-token") {
 			return "", errors.New("the security token is missing, wrong or unsigned")
+		}
+		if !temp.expires.IsZero() && !s.now().Before(temp.expires) {
+			return "", errors.New("the security token expired")
 		}
 	}
 
