@@ -135,6 +135,11 @@ type Stats struct {
 	// IAMKeyCalls counts the IAM self-service calls per call name:
 	// show-key, list-keys, create-key, delete-key, change-password.
 	IAMKeyCalls map[string]int64 `json:"iam_key_calls"`
+	// IAMAppliedLate counts IAM requests a FaultApplyLate carried out after
+	// their answer's deadline.
+	IAMAppliedLate int64 `json:"iam_applied_late"`
+	// IAMLockouts counts the times a user was locked out (Options.LockoutAfter).
+	IAMLockouts int64 `json:"iam_lockouts"`
 	// Faults counts requests answered by an injected fault.
 	Faults int64 `json:"faults"`
 	// SignedHeaders is the SignedHeaders list of the last accepted AK/SK request.
