@@ -98,8 +98,10 @@ func (c *Client) ListAccessKeys(ctx context.Context, userID string) (keys []Acce
 	if err := c.iam(ctx, k, &body, http.StatusOK); err != nil {
 		return nil, err
 	}
+	// A user without keys may come as "credentials": null or without the
+	// field (the official SDK takes both as an empty list).
 	if body.Credentials == nil {
-		return nil, &Error{Kind: KindBadResponse, Service: "IAM", Detail: "answered the key list without credentials"}
+		return nil, nil
 	}
 	return *body.Credentials, nil
 }
@@ -151,7 +153,14 @@ func (c *Client) DeleteAccessKey(ctx context.Context, access string) (err error)
 	if err != nil {
 		return err
 	}
-	return c.iam(ctx, k, nil, http.StatusNoContent, http.StatusOK)
+	err = c.iam(ctx, k, nil, http.StatusNoContent, http.StatusOK)
+	var e *Error
+	if asError(err, &e) && e.Kind == KindNotFound {
+		// Gone is what was asked: a retry after a lost answer, or a
+		// deletion IAM applied late, finds it so.
+		return nil
+	}
+	return err
 }
 
 // ChangePassword changes the client's own IAM user's password (POST
