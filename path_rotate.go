@@ -116,6 +116,7 @@ func (b *backend) pathRotateRoot(ctx context.Context, req *logical.Request, _ *f
 		}
 		return nil, err
 	}
+	b.rotation.clear() // a success ends the schedule's backoff
 	data := map[string]any{"auth_method": res.method, "rotated_at": res.at.UTC().Format(time.RFC3339)}
 	if res.accessKey != "" {
 		data["access_key"] = res.accessKey
@@ -179,26 +180,6 @@ func (b *backend) rotationClient(ctx context.Context, s logical.Storage) (*huawe
 func isRefusal(err error) bool {
 	var e *huawei.Error
 	return errors.As(err, &e) && e.Kind == huawei.KindRefused
-}
-
-// answerLost reports whether a call's outcome is unknown: no complete
-// answer arrived (reset, cut short, timed out), as opposed to an answer
-// with an error status, which means IAM did not do it.
-func answerLost(err error) bool {
-	var e *huawei.Error
-	if !errors.As(err, &e) {
-		return true
-	}
-	switch e.Kind {
-	case huawei.KindBroken, huawei.KindUnreachable, huawei.KindTimeout, huawei.KindInternal:
-		return true
-	}
-	return false
-}
-
-func badRequest(err error) bool {
-	var e *huawei.Error
-	return errors.As(err, &e) && e.Status == http.StatusBadRequest
 }
 
 func randomHex(n int) string {

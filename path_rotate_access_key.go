@@ -18,6 +18,7 @@ type accessKeyWAL struct {
 	UserID       string `mapstructure:"user_id" json:"user_id"`
 	OldAccessKey string `mapstructure:"old_access_key" json:"old_access_key"`
 	Marker       string `mapstructure:"marker" json:"marker"`
+	settleState  `mapstructure:",squash"`
 }
 
 // rotateAccessKey does the work under ctx and what must not be left half
@@ -26,6 +27,12 @@ func (b *backend) rotateAccessKey(ctx, cleanup context.Context, s logical.Storag
 	client, err := b.rotationClient(ctx, s)
 	if err != nil {
 		return nil, err
+	}
+	if p, err := pendingOf(ctx, s, walKindAccessKey); err != nil {
+		return nil, stepFailed("read the write-ahead log", err, "nothing was changed")
+	} else if p != nil {
+		// A key it created late would be a third, and the one IAM refuses.
+		return nil, refuseWhileUnsettled(p)
 	}
 	owner, err := client.ShowAccessKey(ctx, cfg.AccessKey)
 	if err != nil {
@@ -54,19 +61,32 @@ func (b *backend) rotateAccessKey(ctx, cleanup context.Context, s logical.Storag
 	if err != nil {
 		return nil, stepFailed("record the rotation in the write-ahead log", err, "nothing was changed")
 	}
+	const step = "create a new access key"
 	newAccess, newSecret, err := client.CreateAccessKey(ctx, owner.UserID, rotationKeyMarker+wal.Marker)
 	if err != nil {
-		left := "no key was created"
-		if isRefusal(err) || badRequest(err) {
+		if !outcomeUnknown(err) {
+			// IAM answered, with an error: it created nothing.
 			_ = framework.DeleteWAL(cleanup, s, walID)
-		} else {
-			// IAM may have created the key and lost its answer.
-			left = b.undoAccessKey(cleanup, s, walID, wal, "")
+			if strings.Contains(err.Error(), huawei.ErrKeyLimit) {
+				return nil, &rotationError{status: http.StatusBadRequest, step: step, err: err, left: "no key was created"}
+			}
+			return nil, stepFailed(step, err, "no key was created")
 		}
-		if strings.Contains(err.Error(), huawei.ErrKeyLimit) {
-			return nil, &rotationError{status: http.StatusBadRequest, step: "create a new access key", err: err, left: left}
+		// IAM may have created the key, now or later: delete what is
+		// there now, and leave the entry for a rollback that looks again.
+		found := "nothing"
+		if res, uerr := b.rollbackAccessKey(cleanup, s, wal); uerr != nil {
+			found = fmt.Sprintf("nothing yet (looking failed: %v)", uerr)
+		} else if len(res.deleted) > 0 {
+			found = strings.Join(res.deleted, ", ")
 		}
-		return nil, stepFailed("create a new access key", err, left)
+		after := b.unsettle(cleanup, s, walKindAccessKey, walID, &wal.settleState, &wal, step)
+		b.logger.Warn("rotation unsettled: IAM may have created an access key; the write-ahead log rollback looks again",
+			"marker", rotationKeyMarker+wal.Marker, "settle_after", after.Format(time.RFC3339), "error", err.Error())
+		return nil, stepFailed(step, err, fmt.Sprintf(
+			"the answer was lost, so a key MAY have been created (now or later): deleted so far: %s; the write-ahead log rollback "+
+				"looks again from %s, for keys whose description holds %q, and deletes them; the configured key is unchanged, "+
+				"and rotate-root is refused until then", found, after.Format(time.RFC3339), rotationKeyMarker+wal.Marker))
 	}
 
 	next := cfg.clone()
@@ -124,7 +144,7 @@ func (b *backend) deleteReplacedKey(ctx context.Context, s logical.Storage, user
 // checkNewKey calls IAM with the new key until it works (IAM may take a few
 // seconds to accept a new key), within keyCheckBound.
 func (b *backend) checkNewKey(ctx context.Context, cfg *smsConfig) error {
-	client, err := newClient(cfg, nil, b.now, b.logger)
+	client, err := newClient(cfg, nil, b.now, b.logger, nil)
 	if err != nil {
 		return err
 	}
@@ -200,7 +220,7 @@ func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal 
 		return res, nil
 	}
 	res.configured = cfg.AccessKey
-	client, err := newClient(cfg, nil, b.now, b.logger)
+	client, err := newClient(cfg, nil, b.now, b.logger, nil)
 	if err != nil {
 		return res, err
 	}

@@ -2,6 +2,7 @@ package sms
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -14,6 +15,17 @@ import (
 type passwordWAL struct {
 	UserID   string `mapstructure:"user_id" json:"user_id"`
 	Password string `mapstructure:"password" json:"password"` // the new one; WAL entries are seal-wrapped like the config
+	// Applied: IAM answered that it took the new password (it is not
+	// stored yet). Logins with it may go on.
+	Applied bool `mapstructure:"applied" json:"applied,omitempty"`
+	// OldRefusedAt: a settle's login with the stored password was refused,
+	// for the credentials written at this time (CredentialsSetAt): the next
+	// settle tries only the new one, so that no two failed logins follow
+	// each other.
+	OldRefusedAt string `mapstructure:"old_refused_at" json:"old_refused_at,omitempty"`
+	// Stuck: IAM refused both; no more logins until credentials are written.
+	Stuck       bool `mapstructure:"stuck" json:"stuck,omitempty"`
+	settleState `mapstructure:",squash"`
 }
 
 // rotatePassword: ctx and cleanup as for rotateAccessKey.
@@ -22,14 +34,12 @@ func (b *backend) rotatePassword(ctx, cleanup context.Context, s logical.Storage
 	if err != nil {
 		return nil, err
 	}
-	if pending, err := pendingWAL(ctx, s, walKindPassword); err != nil {
+	if p, err := pendingOf(ctx, s, walKindPassword); err != nil {
 		return nil, stepFailed("read the write-ahead log", err, "nothing was changed")
-	} else if pending {
+	} else if p != nil {
 		// Its new password may be IAM's now, and the stored one not: a
 		// change sent with the stored one as the original would be refused.
-		return nil, &rotationError{status: http.StatusBadRequest, step: "check for an unfinished rotation", err: fmt.Errorf(
-			"a previous rotation's new password is not settled yet; the write-ahead log rollback settles it within %s: rotate again after that",
-			walRollbackMinAge+time.Minute), left: "nothing was changed"}
+		return nil, refuseWhileUnsettled(p)
 	}
 	userID, err := client.UserID(ctx)
 	if err != nil {
@@ -39,66 +49,85 @@ func (b *backend) rotatePassword(ctx, cleanup context.Context, s logical.Storage
 	if err != nil {
 		return nil, &rotationError{status: http.StatusBadRequest, step: "generate a new password", err: err, left: "nothing was changed"}
 	}
-	walID, err := framework.PutWAL(ctx, s, walKindPassword, &passwordWAL{UserID: userID, Password: pw})
+	wal := passwordWAL{UserID: userID, Password: pw}
+	walID, err := framework.PutWAL(ctx, s, walKindPassword, &wal)
 	if err != nil {
 		return nil, stepFailed("record the rotation in the write-ahead log", err, "nothing was changed")
 	}
 	// From the change on, IAM refuses the old password: no login with it
 	// (each would count towards the user's lockout). The token held keeps
-	// reads going until IAM revokes it.
+	// reads going until IAM revokes it. Other clients see the log entry.
 	if err := client.RetireLogins(ctx); err != nil {
 		client.ResumeLogins()
 		_ = framework.DeleteWAL(cleanup, s, walID)
 		return nil, stepFailed("wait for logins in flight", err, "nothing was changed")
 	}
+	const step = "change the IAM user's password"
 	if err := client.ChangePassword(ctx, userID, cfg.Password, secret(pw)); err != nil {
-		if !answerLost(err) {
+		if !outcomeUnknown(err) {
 			// IAM answered, with an error: it did not change the password.
 			client.ResumeLogins()
 			_ = framework.DeleteWAL(cleanup, s, walID)
-			return nil, stepFailed("change the IAM user's password", err, "IAM refused the change; the configured password is unchanged")
+			return nil, stepFailed(step, err, "IAM refused the change; the configured password is unchanged")
 		}
-		// The answer was lost: a login with the new password tells
-		// whether IAM took it (one failed login if not, and only here).
-		works, probeErr := b.passwordWorks(cleanup, cfg, pw)
-		switch {
-		case works: // IAM took it: carry on.
-		case probeErr == nil:
-			client.ResumeLogins()
-			_ = framework.DeleteWAL(cleanup, s, walID)
-			return nil, stepFailed("change the IAM user's password", err, "IAM did not take the new password; the configured password is unchanged")
-		default:
-			// Still unknown. No login with the old password either (it may
-			// be the wrong one now): the rollback finds out, and stores the
-			// new one or resumes with the old.
-			return nil, stepFailed("change the IAM user's password", err, fmt.Sprintf(
-				"IAM may have changed the password; within %s the write-ahead log rollback finds out and stores the one that works, "+
-					"and until then this node makes no new login", walRollbackMinAge+time.Minute))
-		}
+		// No probe now: IAM may apply the change late, and a login that
+		// IAM refuses counts towards the lockout. The rollback settles it.
+		after := b.unsettle(cleanup, s, walKindPassword, walID, &wal.settleState, &wal, step)
+		// The log entry holds logins back now, on every client: its 503
+		// says why, and the settle lifts it.
+		client.ResumeLogins()
+		b.logger.Error("rotation unsettled: IAM may or may not have the new password; no login is made until the write-ahead log rollback settles it",
+			"settle_after", after.Format(time.RFC3339), "error", err.Error())
+		return nil, stepFailed(step, err, fmt.Sprintf(
+			"the answer was lost, so IAM may or may not have changed the password: the rotation is unsettled. The new password is kept, "+
+				"seal-wrapped, in the write-ahead log; no node logs in with either password until the rollback settles it, from %s, "+
+				"by logging in with the stored password first (and with the new one only if IAM refuses that); reads are served "+
+				"from the cache meanwhile, and rotate-root is refused until then",
+			after.Format(time.RFC3339)))
+	}
+	// IAM took it: logins with the new password may go on, on every node,
+	// from now (the old token was revoked with the change).
+	applied := wal
+	applied.Applied = true
+	if id, err := framework.PutWAL(cleanup, s, walKindPassword, &applied); err == nil {
+		_ = framework.DeleteWAL(cleanup, s, walID)
+		walID = id
 	}
 	next := cfg.clone()
 	next.Password, next.LastRotated, next.Rotations = secret(pw), b.now().UTC(), cfg.Rotations+1
-	// In use at once, before it is stored: IAM takes no other now. The new
-	// client logs in afresh (the change revoked the old token).
-	if _, err := b.swapConnection(next, s, nil); err != nil {
-		b.dropConnection()
-	}
 	var storeErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		if storeErr = storeConfig(cleanup, s, next); storeErr == nil {
 			break
 		}
 	}
+	// In use on this node whether or not it could be stored: IAM takes no
+	// other now. The new client logs in afresh.
+	conn, swapErr := b.swapConnection(next, s, nil)
+	if swapErr != nil {
+		b.dropConnection()
+	}
 	if storeErr != nil {
 		return nil, stepFailed("store the new password", storeErr, fmt.Sprintf(
 			"IAM has the new password and this node uses it, but it could not be stored: the write-ahead log rollback stores it within %s; "+
-				"until then other nodes, or this one after a restart, cannot log in", walRollbackMinAge+time.Minute))
+				"until then other nodes, or this one after a restart, log in with it from the log",
+			walRollbackMinAge+time.Minute))
 	}
 	if err := framework.DeleteWAL(cleanup, s, walID); err != nil {
 		b.logger.Warn("rotation: could not remove its write-ahead log entry; the rollback will find nothing to undo", "error", err.Error())
 	}
 	b.logger.Info("root credential rotated", "auth_method", authMethodPassword)
-	return &rotationResult{method: authMethodPassword, at: next.LastRotated}, nil
+	res := &rotationResult{method: authMethodPassword, at: next.LastRotated}
+	if swapErr == nil {
+		// The login the next read would make, made now: it tells when the
+		// new password expires.
+		if _, err := conn.client.UserID(cleanup); err == nil {
+			if w := b.passwordExpiryWarning(next, conn.client); w != "" {
+				res.warnings = append(res.warnings, w)
+			}
+		}
+	}
+	return res, nil
 }
 
 // passwordWorks logs in with cfg's user and pw: true when IAM takes it,
@@ -109,7 +138,7 @@ func (b *backend) passwordWorks(ctx context.Context, cfg *smsConfig, pw string) 
 	candidate.Password = secret(pw)
 	// Its own logger: a refusal here is an answer, not the engine's
 	// credentials failing (which its client would log as an error).
-	client, err := newClient(candidate, nil, b.now, hclog.NewNullLogger())
+	client, err := newClient(candidate, nil, b.now, hclog.NewNullLogger(), nil)
 	if err != nil {
 		return false, err
 	}
@@ -123,9 +152,18 @@ func (b *backend) passwordWorks(ctx context.Context, cfg *smsConfig, pw string) 
 	return true, nil
 }
 
-// rollbackPassword stores the rotation's new password if IAM has it (it
-// logs in with it), and otherwise leaves the config as it is.
-func (b *backend) rollbackPassword(ctx context.Context, s logical.Storage, wal passwordWAL) error {
+// errStuck keeps a log entry whose passwords IAM both refused.
+var errStuck = errors.New("IAM refused both the stored password and the rotation's new one; write the IAM user's current password to the config")
+
+// settlePassword settles a password rotation by evidence: a login with the
+// stored password first (if IAM takes it, nothing changed, and the success
+// resets IAM's failure count), and only if IAM refuses that, one with the
+// new password, which is then stored. It never makes two failed logins in a
+// row on its own account: a refusal of the stored password is written into
+// a new entry before the next login, so no later settle tries it again. It
+// returns nil when the entry it ran for may go (any entry it wrote in its
+// place carries on), or an error to keep it.
+func (b *backend) settlePassword(ctx context.Context, s logical.Storage, wal passwordWAL) error {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 	cfg, err := loadConfig(ctx, s)
@@ -133,22 +171,77 @@ func (b *backend) rollbackPassword(ctx context.Context, s logical.Storage, wal p
 		return err
 	}
 	if cfg == nil || cfg.authMethod() != authMethodPassword || string(cfg.Password) == wal.Password {
-		return nil
+		return nil // nothing to settle: deleted, another method, or stored
 	}
-	works, err := b.passwordWorks(ctx, cfg, wal.Password)
-	if err != nil {
+	if wal.Applied {
+		return b.storeSettledPassword(ctx, s, cfg, wal.Password, "rotation rollback: stored the password IAM took")
+	}
+	if err := b.settleDue(wal.settleState); err != nil {
 		return err
 	}
-	if !works {
-		// IAM never took the new password: the config's stands, and
-		// logins with it may resume.
+	written := cfg.CredentialsSetAt.UTC().Format(time.RFC3339Nano)
+	if wal.OldRefusedAt == written {
+		if wal.Stuck {
+			return errStuck
+		}
+		return b.settleNewPassword(ctx, s, cfg, wal, "")
+	}
+	// The stored password, or one an operator wrote since.
+	works, err := b.passwordWorks(ctx, cfg, string(cfg.Password))
+	if err != nil {
+		return err // no answer: no failed login either; tried again
+	}
+	if works {
+		b.logger.Info("rotation rollback: IAM takes the stored password; the rotation changed nothing and logins resume")
 		if c := b.conn.Load(); c != nil {
 			c.client.ResumeLogins()
 		}
 		return nil
 	}
+	wal.OldRefusedAt, wal.Stuck = written, false
+	id, err := framework.PutWAL(ctx, s, walKindPassword, &wal)
+	if err != nil {
+		return err
+	}
+	// Whatever it says, the entry written in its place carries on.
+	_ = b.settleNewPassword(ctx, s, cfg, wal, id)
+	return nil
+}
+
+// settleNewPassword logs in with the rotation's new password once IAM
+// refused the stored one, and stores it if IAM takes it. written is the id
+// of an entry this settle wrote (deleted when it is replaced or done), or
+// "" when the rollback runs for that entry itself.
+func (b *backend) settleNewPassword(ctx context.Context, s logical.Storage, cfg *smsConfig, wal passwordWAL, written string) error {
+	works, err := b.passwordWorks(ctx, cfg, wal.Password)
+	if err != nil {
+		return err
+	}
+	if !works {
+		b.logger.Error("rotation rollback: IAM refused both the stored password and the rotation's new one; no login is made until " +
+			"the IAM user's current password is written to the config")
+		wal.Stuck = true
+		if _, err := framework.PutWAL(ctx, s, walKindPassword, &wal); err != nil {
+			return err
+		}
+		if written != "" {
+			_ = framework.DeleteWAL(ctx, s, written)
+		}
+		return nil
+	}
+	if err := b.storeSettledPassword(ctx, s, cfg, wal.Password, "rotation rollback: IAM takes the new password; stored it"); err != nil {
+		return err
+	}
+	if written != "" {
+		_ = framework.DeleteWAL(ctx, s, written)
+	}
+	return nil
+}
+
+// storeSettledPassword stores pw as the config's password and uses it.
+func (b *backend) storeSettledPassword(ctx context.Context, s logical.Storage, cfg *smsConfig, pw, msg string) error {
 	candidate := cfg.clone()
-	candidate.Password = secret(wal.Password)
+	candidate.Password = secret(pw)
 	candidate.LastRotated, candidate.Rotations = b.now().UTC(), cfg.Rotations+1
 	if err := storeConfig(ctx, s, candidate); err != nil {
 		return err
@@ -156,6 +249,6 @@ func (b *backend) rollbackPassword(ctx context.Context, s logical.Storage, wal p
 	if _, err := b.swapConnection(candidate, s, nil); err != nil {
 		b.dropConnection()
 	}
-	b.logger.Info("rotation rollback: stored the password IAM has")
+	b.logger.Info(msg)
 	return nil
 }

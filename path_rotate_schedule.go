@@ -56,6 +56,13 @@ func (r *rotationState) clear() {
 	r.retryAt, r.backoff, r.lastErr = time.Time{}, 0, ""
 }
 
+// backoffUntil is when the schedule tries again after failures, or zero.
+func (r *rotationState) backoffUntil() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.retryAt
+}
+
 func (r *rotationState) lastError() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

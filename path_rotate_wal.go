@@ -3,31 +3,14 @@ package sms
 import (
 	"context"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/mitchellh/mapstructure"
 )
 
-// pendingWAL reports whether the write-ahead log holds an entry of kind.
-func pendingWAL(ctx context.Context, s logical.Storage, kind string) (bool, error) {
-	ids, err := framework.ListWAL(ctx, s)
-	if err != nil {
-		return false, err
-	}
-	for _, id := range ids {
-		e, err := framework.GetWAL(ctx, s, id)
-		if err != nil {
-			return false, err
-		}
-		if e != nil && e.Kind == kind {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // walRollback is called by Vault for write-ahead log entries older than
-// walRollbackMinAge: rotations a crash interrupted.
+// walRollbackMinAge: rotations a crash interrupted, and rotations whose
+// outcome upstream is unknown (see path_rotate_settle.go). A nil return
+// lets Vault delete the entry; an error keeps it for the next rollback.
 func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
 	if !b.writeSafe() {
 		// A performance standby or secondary: its view of the config may
@@ -40,6 +23,9 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 		if err := mapstructure.Decode(data, &wal); err != nil {
 			return err
 		}
+		if err := b.settleDue(wal.settleState); err != nil {
+			return err
+		}
 		b.configMu.Lock()
 		defer b.configMu.Unlock()
 		_, err := b.rollbackAccessKey(ctx, req.Storage, wal)
@@ -49,7 +35,7 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 		if err := mapstructure.Decode(data, &wal); err != nil {
 			return err
 		}
-		return b.rollbackPassword(ctx, req.Storage, wal)
+		return b.settlePassword(ctx, req.Storage, wal)
 	}
 	return nil // an unknown kind: nothing this version can undo
 }

@@ -28,6 +28,9 @@ type User struct {
 	Domain   string `json:"domain"`
 	Name     string `json:"name"`
 	Password string `json:"password"`
+	// PasswordExpires is the token's token.user.password_expires_at; zero:
+	// the password never expires (an empty string, as IAM sends it).
+	PasswordExpires time.Time `json:"password_expires,omitempty"`
 }
 
 // Options configures a Server. Zero values are usable: nothing is accepted.

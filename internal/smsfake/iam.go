@@ -104,6 +104,10 @@ func (s *Server) tokenReply(r *http.Request) reply {
 	expires := issued.Add(s.opts.TokenLifetime)
 
 	s.mu.Lock()
+	pwExpires := ""
+	if i := s.userIndex(userRef{domain: user.Domain.Name, name: user.Name}); i >= 0 && !s.users[i].PasswordExpires.IsZero() {
+		pwExpires = s.users[i].PasswordExpires.UTC().Format("2006-01-02T15:04:05.000000Z")
+	}
 	s.issued[token] = expires
 	s.tokenOwner[token] = userRef{domain: user.Domain.Name, name: user.Name}
 	s.everIssued = append(s.everIssued, token)
@@ -115,7 +119,7 @@ func (s *Server) tokenReply(r *http.Request) reply {
 		"issued_at":  issued.Format(time.RFC3339Nano),
 		"expires_at": expires.Format(time.RFC3339Nano),
 		"user": map[string]any{
-			"id": UserID(user.Domain.Name, user.Name), "name": user.Name, "password_expires_at": "",
+			"id": UserID(user.Domain.Name, user.Name), "name": user.Name, "password_expires_at": pwExpires,
 			"domain": map[string]string{"id": DomainID(user.Domain.Name), "name": user.Domain.Name},
 		},
 		"domain": map[string]string{"id": DomainID(user.Domain.Name), "name": user.Domain.Name},
