@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -240,7 +241,8 @@ func (p *pendingRotation) describe() string {
 		return fmt.Sprintf("the answer to %q was lost, so IAM may have created a key: the write-ahead log rollback looks for "+
 			"keys with the marker %q in their description and deletes those the config does not use", st.Step, rotationKeyMarker+p.key.Marker)
 	default:
-		return "an access-key rotation is running, or was interrupted: the write-ahead log rollback deletes what it left"
+		return "an access-key rotation is running, was interrupted, or could not delete the key it replaced: the write-ahead log " +
+			"rollback deletes what it left (keys with the marker " + strconv.Quote(rotationKeyMarker+p.key.Marker) + ", and the replaced key)"
 	}
 }
 
