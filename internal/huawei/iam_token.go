@@ -313,7 +313,7 @@ func (s *tokenSource) fetch(ctx context.Context) (token any, err error) {
 
 	// Empty when the password never expires; unreadable is taken as
 	// unknown rather than failing a login that worked.
-	pwExpires, pwErr := time.Parse(time.RFC3339Nano, parsed.Token.User.PasswordExpiresAt)
+	pwExpires, pwErr := parsePasswordExpiresAt(parsed.Token.User.PasswordExpiresAt)
 	s.mu.Lock()
 	s.token = tok
 	s.userID = parsed.Token.User.ID
@@ -402,4 +402,17 @@ func (c *Client) Renewing() bool {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	return ts.renewing
+}
+
+// iamLocalTime is the form IAM documents for password_expires_at: UTC
+// without a zone ("2023-06-28T08:56:33.710000"), as Keystone sends it.
+const iamLocalTime = "2006-01-02T15:04:05.999999999"
+
+// parsePasswordExpiresAt reads RFC 3339 first (a zone, if sent, is meant),
+// then IAM's documented zoneless form, taken as UTC.
+func parsePasswordExpiresAt(v string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	return time.ParseInLocation(iamLocalTime, v, time.UTC)
 }

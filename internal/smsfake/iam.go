@@ -106,7 +106,7 @@ func (s *Server) tokenReply(r *http.Request) reply {
 	s.mu.Lock()
 	pwExpires := ""
 	if i := s.userIndex(userRef{domain: user.Domain.Name, name: user.Name}); i >= 0 && !s.users[i].PasswordExpires.IsZero() {
-		pwExpires = s.users[i].PasswordExpires.UTC().Format("2006-01-02T15:04:05.000000Z")
+		pwExpires = s.users[i].PasswordExpires.UTC().Format("2006-01-02T15:04:05.000000") // IAM's documented form: UTC, no zone
 	}
 	s.issued[token] = expires
 	s.tokenOwner[token] = userRef{domain: user.Domain.Name, name: user.Name}
