@@ -37,19 +37,29 @@ type settleState struct {
 }
 
 // outcomeUnknown reports whether IAM may have carried out a call that
-// changes something although the engine did not learn it: no complete
-// answer, or a 5xx (a gateway's 502/503/504, or IAM failing after it acted).
-// Any other answer with an error status means IAM did not do it.
+// changes something although the engine did not learn it. Only a 4xx answer
+// says IAM did not do it, and only the client's own refusals (its rate
+// limit, a login it did not make) say the call was never sent. Everything
+// else is unknown: no complete answer, a 5xx (a gateway's 502/503/504, or IAM
+// failing after it acted), a 3xx, and a 2xx whose body could not be read or
+// used (IAM said yes; what it said is lost).
 func outcomeUnknown(err error) bool {
 	var e *huawei.Error
 	if !errors.As(err, &e) {
 		return true
 	}
-	switch e.Kind {
-	case huawei.KindBroken, huawei.KindUnreachable, huawei.KindTimeout, huawei.KindInternal, huawei.KindServer:
+	switch {
+	case e.Status >= 400 && e.Status < 500:
+		return false
+	case e.Status != 0:
 		return true
 	}
-	return e.Status >= 500
+	switch e.Kind {
+	case huawei.KindRateLimited, huawei.KindSettling, huawei.KindRefused, huawei.KindNotFound, huawei.KindThrottled:
+		// Without a status these are the client's own: nothing was sent.
+		return false
+	}
+	return true
 }
 
 // unsettle records in the log that step's outcome is unknown: the entry is

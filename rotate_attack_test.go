@@ -25,7 +25,6 @@ import (
 // "no key was created". Otherwise the key is an orphan that no rollback
 // looks for, and the next rotate-root fails with "already has 2 access keys".
 func TestAttackCreatedKeyWithAnUnreadableAnswerIsNotOrphaned(t *testing.T) {
-	t.Skip("attack: a 201 to create-key with an unreadable body drops the WAL and orphans the key")
 	for _, tc := range []struct {
 		name  string
 		fault smsfake.Fault
@@ -41,7 +40,9 @@ func TestAttackCreatedKeyWithAnUnreadableAnswerIsNotOrphaned(t *testing.T) {
 			require.NoError(t, env.fake.AddFault(f))
 			_, status, msg := env.rotate()
 			t.Logf("rotate: %d %s", status, msg)
-			require.Equal(t, 2, len(env.keys()), "IAM created the key behind the unreadable answer")
+			// IAM created the key behind the unreadable answer: the rotation
+			// must say it may exist (its immediate look may delete it already).
+			require.Contains(t, msg, "MAY have been created")
 
 			env.clock.Advance(walRollbackMinAge)
 			settleRollback(t, env)

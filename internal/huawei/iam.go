@@ -140,7 +140,10 @@ func (c *Client) CreateAccessKey(ctx context.Context, userID, description string
 		return "", "", err
 	}
 	if !visibleASCII(body.Credential.Access, 128) || !visibleASCII(body.Credential.Secret, 256) {
-		return "", "", &Error{Kind: KindBadResponse, Service: "IAM", Detail: "answered the key creation without a usable access key and secret"}
+		// A success status all the same: IAM created a key, and the caller
+		// must treat it as one whose secret was lost, not as a refusal.
+		return "", "", &Error{Kind: KindBadResponse, Service: "IAM", Status: http.StatusCreated,
+			Detail: "answered the key creation without a usable access key and secret"}
 	}
 	return body.Credential.Access, Secret(body.Credential.Secret), nil
 }
