@@ -105,7 +105,7 @@ func (b *backend) rotateAccessKey(ctx, cleanup context.Context, s logical.Storag
 	// The old key goes last, with the new one: until now it kept working.
 	// The log entry stays until the old key is gone, so that if deleting it
 	// fails, or the process dies first, the rollback deletes it.
-	if left := b.deleteReplacedKey(cleanup, s, owner.UserID, cfg.AccessKey); left != "" {
+	if left := b.deleteReplacedKey(cleanup, s, owner.UserID, cfg.AccessKey, newAccess); left != "" {
 		res.warnings = append(res.warnings, left)
 	} else if err := framework.DeleteWAL(cleanup, s, walID); err != nil {
 		b.logger.Warn("rotation: could not remove its write-ahead log entry; the rollback will find nothing to undo", "error", err.Error())
@@ -117,7 +117,7 @@ func (b *backend) rotateAccessKey(ctx, cleanup context.Context, s logical.Storag
 // deleteReplacedKey deletes the key a rotation replaced, with the new one,
 // and checks that IAM no longer lists it. It returns "" when the key is
 // gone, or else a warning for the operator.
-func (b *backend) deleteReplacedKey(ctx context.Context, s logical.Storage, userID, old string) string {
+func (b *backend) deleteReplacedKey(ctx context.Context, s logical.Storage, userID, old, current string) string {
 	retry := fmt.Sprintf("the engine tries again within %s (write-ahead log rollback), or delete it in IAM", walRollbackMinAge+time.Minute)
 	client, err := b.rotationClient(ctx, s)
 	if err == nil {
@@ -133,10 +133,18 @@ func (b *backend) deleteReplacedKey(ctx context.Context, s logical.Storage, user
 		return fmt.Sprintf("the new key is stored and in use, and IAM accepted the deletion of the old key %s, "+
 			"but listing the user's keys to confirm it failed (%v): %s", old, err, retry)
 	}
+	listsNew := false
 	for _, k := range keys {
 		if k.Access == old {
 			return fmt.Sprintf("the new key is stored and in use, and IAM accepted the deletion of the old key %s but still lists it: %s", old, retry)
 		}
+		listsNew = listsNew || k.Access == current
+	}
+	if !listsNew {
+		// The new key is the user's and signed the list: a list without it
+		// (null, empty, a gateway's) says nothing about the old one.
+		return fmt.Sprintf("the new key is stored and in use, and IAM accepted the deletion of the old key %s, "+
+			"but its list of the user's keys does not hold the new key either, so it cannot confirm it: %s", old, retry)
 	}
 	return ""
 }
@@ -229,6 +237,9 @@ func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal 
 	if err != nil {
 		return res, err
 	}
+	if err := b.checkKeyList(ctx, client, cfg.AccessKey, wal.UserID, keys); err != nil {
+		return res, err
+	}
 	for _, k := range keys {
 		stray := strings.Contains(k.Description, rotationKeyMarker+wal.Marker)
 		replaced := k.Access == wal.OldAccessKey && cfg.AccessKey != wal.OldAccessKey
@@ -248,4 +259,26 @@ func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal 
 		}
 	}
 	return res, nil
+}
+
+// checkKeyList tells a list of userID's keys that can be taken as evidence
+// from one that cannot: the configured key signed the request, so when it
+// is userID's it must be listed. A list without it (null, empty, a
+// gateway's answer) would make a rollback drop an entry whose key IAM may
+// still hold: an error keeps the entry for the next rollback.
+func (b *backend) checkKeyList(ctx context.Context, client *huawei.Client, configured, userID string, keys []huawei.AccessKeyInfo) error {
+	for _, k := range keys {
+		if k.Access == configured {
+			return nil
+		}
+	}
+	owner, err := client.ShowAccessKey(ctx, configured)
+	if err != nil {
+		return err
+	}
+	if owner.UserID != userID {
+		return nil // another user's key since a config write: this user's list need not hold it
+	}
+	return fmt.Errorf("IAM listed the user's access keys without the configured key %s, which is the user's and works: "+
+		"the list is not evidence, and the write-ahead log entry stays for the next rollback", configured)
 }

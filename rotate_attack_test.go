@@ -276,7 +276,6 @@ func newIAMNullList(t *testing.T, env *testEnv) *iamNullList {
 // access keys". Before the change, such a list was an error and the entry
 // stayed for the next rollback.
 func TestAttackAnEmptyKeyListThatOmitsTheConfiguredKeyIsNotEvidence(t *testing.T) {
-	t.Skip("attack: a key list of null (now read as empty) makes the rollback drop an unsettled entry: orphan key")
 	env, _ := newRotationEnv(t, nil)
 	p := newIAMNullList(t, env)
 	env.configureAccessKey(map[string]any{"iam_endpoint": p.srv.URL, "max_retries": 0, "request_timeout": 1})
