@@ -34,10 +34,25 @@ func (b *backend) passwordExpiryWarning(cfg *smsConfig, c *huawei.Client) string
 	if !ok || at.IsZero() || at.Sub(b.now()) >= passwordExpiryWarningWindow {
 		return ""
 	}
-	if due := cfg.rotationDue(); !due.IsZero() && due.Before(at) {
+	due := cfg.rotationDue()
+	if due.IsZero() || !due.Before(at) {
+		b.logger.Warn("the IAM user's password expires soon and no scheduled rotation comes first", "password_expires_at", rfc3339(at))
+		return fmt.Sprintf("the IAM user's password expires at %s, less than 7 days from now, and no rotation_period rotates it before then: "+
+			"run sms/config/rotate-root, or set rotation_period", rfc3339(at))
+	}
+	// A schedule that keeps failing, or that is past due (this node may
+	// not be the one that rotates, so its last error may be elsewhere),
+	// will not rotate it in time by itself.
+	lastErr := b.rotation.lastError()
+	if lastErr == "" && !b.now().After(due) {
 		return ""
 	}
-	b.logger.Warn("the IAM user's password expires soon and no scheduled rotation comes first", "password_expires_at", rfc3339(at))
-	return fmt.Sprintf("the IAM user's password expires at %s, less than 7 days from now, and no rotation_period rotates it before then: "+
-		"run sms/config/rotate-root, or set rotation_period", rfc3339(at))
+	b.logger.Warn("the IAM user's password expires soon and the scheduled rotation has not replaced it",
+		"password_expires_at", rfc3339(at), "rotation_due", rfc3339(due))
+	why := "was due at " + rfc3339(due) + " and has not happened"
+	if lastErr != "" {
+		why = "keeps failing (see last_rotation_error)"
+	}
+	return fmt.Sprintf("the IAM user's password expires at %s, less than 7 days from now, and the scheduled rotation %s: "+
+		"fix what stops it and run sms/config/rotate-root", rfc3339(at), why)
 }

@@ -249,6 +249,9 @@ func (b *backend) storeSettledPassword(ctx context.Context, s logical.Storage, c
 	if _, err := b.swapConnection(candidate, s, nil); err != nil {
 		b.dropConnection()
 	}
+	// The rotation took after all: the schedule's failure and backoff are
+	// over, as after any successful rotation.
+	b.rotation.clear()
 	b.logger.Info(msg)
 	return nil
 }

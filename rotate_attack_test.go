@@ -200,7 +200,6 @@ func TestAttackDeletingTheConfigWhileUnsettledLosesTheNewPassword(t *testing.T) 
 // rotation_period is set, even when every scheduled rotation fails and the
 // schedule is overdue: exactly when the warning matters, it is silent.
 func TestAttackPasswordExpiryIsNotWarnedOfWhileTheScheduleKeepsFailing(t *testing.T) {
-	t.Skip("attack: no expiry warning while rotation_period is set but every rotation fails")
 	env, _ := newRotationEnv(t, func(o *smsfake.Options) {
 		o.Users[0].PasswordExpires = o.Now().Add(3 * 24 * time.Hour)
 	})
@@ -224,7 +223,6 @@ func TestAttackPasswordExpiryIsNotWarnedOfWhileTheScheduleKeepsFailing(t *testin
 // config read still shows last_rotation_error and rotation_backoff_until,
 // which the README says a successful rotation resets.
 func TestAttackASettledRotationLeavesItsErrorAndBackoff(t *testing.T) {
-	t.Skip("attack: a rotation the rollback completes leaves last_rotation_error and the backoff")
 	env, _ := newRotationEnv(t, nil)
 	env.configurePassword(map[string]any{"rotation_period": "1m", "max_retries": 0})
 	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultAppliedStatus, Target: "iam", Call: "change-password", Status: 504, Times: 1}))
