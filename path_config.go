@@ -358,6 +358,10 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	}
 	b.reset()
 	b.logger.Info("config deleted")
+	if p, err := pendingOf(ctx, req.Storage, walKindPassword); err == nil && p != nil && !p.password.Applied {
+		b.logger.Warn("config deleted while a password rotation is unsettled: its write-ahead log entry, which holds the " +
+			"rotation's new password, is kept, and the rollback settles it once a password config for the same IAM user is written")
+	}
 	return nil, nil
 }
 

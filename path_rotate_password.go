@@ -2,9 +2,13 @@ package sms
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,13 +22,21 @@ type passwordWAL struct {
 	// Applied: IAM answered that it took the new password (it is not
 	// stored yet). Logins with it may go on.
 	Applied bool `mapstructure:"applied" json:"applied,omitempty"`
-	// OldRefusedAt: a settle's login with the stored password was refused,
-	// for the credentials written at this time (CredentialsSetAt): the next
-	// settle tries only the new one, so that no two failed logins follow
-	// each other.
+	// Refused holds keyed hashes (HMAC-SHA256 under RefusedKey, both kept
+	// only in this seal-wrapped entry) of the passwords a settle's login
+	// saw IAM refuse: none is tried again, whichever config write brings
+	// it back. RefusedKey is made with the rotation and copied into every
+	// entry that replaces its entry, so that entries of one rotation can
+	// share what they learned.
+	Refused    []string `mapstructure:"refused" json:"refused,omitempty"`
+	RefusedKey string   `mapstructure:"refused_key" json:"refused_key,omitempty"`
+	// OldRefusedAt is how entries written before Refused recorded a
+	// refusal of the stored password: by the CredentialsSetAt of the
+	// config it was in. Read, never written.
 	OldRefusedAt string `mapstructure:"old_refused_at" json:"old_refused_at,omitempty"`
-	// Stuck: IAM refused both; no more logins until credentials are written.
-	Stuck       bool `mapstructure:"stuck" json:"stuck,omitempty"`
+	// Stuck: IAM refused the rotation's new password too. From then on a
+	// settle logs in only with a password an operator writes, once.
+	Stuck bool `mapstructure:"stuck" json:"stuck,omitempty"`
 	settleState `mapstructure:",squash"`
 }
 
@@ -49,7 +61,7 @@ func (b *backend) rotatePassword(ctx, cleanup context.Context, s logical.Storage
 	if err != nil {
 		return nil, &rotationError{status: http.StatusBadRequest, step: "generate a new password", err: err, left: "nothing was changed"}
 	}
-	wal := passwordWAL{UserID: userID, Password: pw}
+	wal := passwordWAL{UserID: userID, Password: pw, RefusedKey: randomHex(32)}
 	walID, err := framework.PutWAL(ctx, s, walKindPassword, &wal)
 	if err != nil {
 		return nil, stepFailed("record the rotation in the write-ahead log", err, "nothing was changed")
@@ -158,11 +170,12 @@ var errStuck = errors.New("IAM refused both the stored password and the rotation
 // settlePassword settles a password rotation by evidence: a login with the
 // stored password first (if IAM takes it, nothing changed, and the success
 // resets IAM's failure count), and only if IAM refuses that, one with the
-// new password, which is then stored. It never makes two failed logins in a
-// row on its own account: a refusal of the stored password is written into
-// a new entry before the next login, so no later settle tries it again. It
-// returns nil when the entry it ran for may go (any entry it wrote in its
-// place carries on), or an error to keep it.
+// new password, which is then stored. No password IAM refused in a settle
+// is tried again (see passwordWAL.Refused): reaching "IAM refused both"
+// takes two failed logins in a row, and after that each password an
+// operator writes costs at most one. A refusal is written into a new entry
+// before the next login. It returns nil when the entry it ran for may go
+// (any entry it wrote in its place carries on), or an error to keep it.
 func (b *backend) settlePassword(ctx context.Context, s logical.Storage, wal passwordWAL) error {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
@@ -170,8 +183,18 @@ func (b *backend) settlePassword(ctx context.Context, s logical.Storage, wal pas
 	if err != nil {
 		return err
 	}
-	if cfg == nil || cfg.authMethod() != authMethodPassword || string(cfg.Password) == wal.Password {
-		return nil // nothing to settle: deleted, another method, or stored
+	if cfg == nil || cfg.authMethod() != authMethodPassword {
+		// The entry may hold the only copy of the password IAM now has:
+		// it waits for a password config to settle against.
+		b.logger.Warn("rotation rollback: a password rotation is unsettled and the config holds no password; the write-ahead log " +
+			"entry, which holds the rotation's new password, is kept until a password config for the same IAM user is written")
+		return errNoPasswordConfig
+	}
+	if string(cfg.Password) == wal.Password {
+		return nil // stored
+	}
+	if err := mergeSiblings(ctx, s, &wal); err != nil {
+		return err
 	}
 	if wal.Applied {
 		return b.storeSettledPassword(ctx, s, cfg, wal.Password, "rotation rollback: stored the password IAM took")
@@ -179,15 +202,16 @@ func (b *backend) settlePassword(ctx context.Context, s logical.Storage, wal pas
 	if err := b.settleDue(wal.settleState); err != nil {
 		return err
 	}
-	written := cfg.CredentialsSetAt.UTC().Format(time.RFC3339Nano)
-	if wal.OldRefusedAt == written {
+	stored := string(cfg.Password)
+	legacy := wal.OldRefusedAt != "" && wal.OldRefusedAt == cfg.CredentialsSetAt.UTC().Format(time.RFC3339Nano)
+	if wal.wasRefused(stored) || legacy {
 		if wal.Stuck {
 			return errStuck
 		}
 		return b.settleNewPassword(ctx, s, cfg, wal, "")
 	}
 	// The stored password, or one an operator wrote since.
-	works, err := b.passwordWorks(ctx, cfg, string(cfg.Password))
+	works, err := b.passwordWorks(ctx, cfg, stored)
 	if err != nil {
 		return err // no answer: no failed login either; tried again
 	}
@@ -198,13 +222,72 @@ func (b *backend) settlePassword(ctx context.Context, s logical.Storage, wal pas
 		}
 		return nil
 	}
-	wal.OldRefusedAt, wal.Stuck = written, false
+	wal.refuse(stored)
 	id, err := framework.PutWAL(ctx, s, walKindPassword, &wal)
 	if err != nil {
 		return err
 	}
+	if wal.Stuck {
+		// IAM refused the new password already: it is not tried again.
+		b.logger.Error("rotation rollback: IAM refused the password written to the config too; no login is made until the IAM " +
+			"user's current password is written to the config")
+		return nil
+	}
 	// Whatever it says, the entry written in its place carries on.
 	_ = b.settleNewPassword(ctx, s, cfg, wal, id)
+	return nil
+}
+
+// errNoPasswordConfig keeps a password rotation's entry while no config
+// holds a password (deleted, or another method written).
+var errNoPasswordConfig = errors.New("a password rotation is unsettled and no password config exists to settle it against: " +
+	"the write-ahead log entry, which holds the rotation's new password, is kept until one is written")
+
+func (w *passwordWAL) refusedHash(pw string) string {
+	m := hmac.New(sha256.New, []byte(w.RefusedKey))
+	m.Write([]byte(pw))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// wasRefused reports whether a settle saw IAM refuse pw.
+func (w *passwordWAL) wasRefused(pw string) bool {
+	return w.RefusedKey != "" && slices.Contains(w.Refused, w.refusedHash(pw))
+}
+
+// refuse records that IAM refused pw.
+func (w *passwordWAL) refuse(pw string) {
+	if w.RefusedKey == "" {
+		w.RefusedKey = randomHex(32)
+	}
+	if !w.wasRefused(pw) {
+		w.Refused = append(w.Refused, w.refusedHash(pw))
+	}
+}
+
+// mergeSiblings adds to wal what other entries of the same rotation
+// learned: a settle writes its findings into a new entry before Vault
+// deletes the one it ran for, and a crash between the two leaves both.
+func mergeSiblings(ctx context.Context, s logical.Storage, wal *passwordWAL) error {
+	if wal.RefusedKey == "" {
+		return nil
+	}
+	all, err := pendingRotations(ctx, s)
+	if err != nil {
+		return err
+	}
+	for _, p := range all {
+		o := p.password
+		if o == nil || o.Password != wal.Password || o.RefusedKey != wal.RefusedKey {
+			continue
+		}
+		wal.Applied = wal.Applied || o.Applied
+		wal.Stuck = wal.Stuck || o.Stuck
+		for _, h := range o.Refused {
+			if !slices.Contains(wal.Refused, h) {
+				wal.Refused = append(wal.Refused, h)
+			}
+		}
+	}
 	return nil
 }
 
