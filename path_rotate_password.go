@@ -36,7 +36,7 @@ type passwordWAL struct {
 	OldRefusedAt string `mapstructure:"old_refused_at" json:"old_refused_at,omitempty"`
 	// Stuck: IAM refused the rotation's new password too. From then on a
 	// settle logs in only with a password an operator writes, once.
-	Stuck bool `mapstructure:"stuck" json:"stuck,omitempty"`
+	Stuck       bool `mapstructure:"stuck" json:"stuck,omitempty"`
 	settleState `mapstructure:",squash"`
 }
 
