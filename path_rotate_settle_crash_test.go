@@ -62,3 +62,34 @@ func TestSettleAfterACrashLeftTheOriginalEntryDoesNotRepeatARefusedLogin(t *test
 	require.NoError(t, err)
 	require.True(t, newPw == string(stored.Password), "settled: IAM's password is stored")
 }
+
+// Gap b: a key rotation whose rollback can never list the user's keys keeps
+// rotate-root refused. The README's way out (delete the marked key in IAM,
+// delete the config, wait for the rollback, write the config again) must
+// work: without an access-key config the rollback drops the entry.
+func TestAKeyRotationThatNeverSettlesCanBeGivenUpOn(t *testing.T) {
+	env, _ := newRotationEnv(t, nil)
+	env.configureAccessKey(map[string]any{"max_retries": 0, "request_timeout": 2})
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultAppliedStatus, Target: "iam", Call: "create-key", Status: 504, Times: 1}))
+	_, status, msg := env.rotate()
+	require.Equal(t, http.StatusBadGateway, status, msg)
+	// From now on the user's keys cannot be listed (a permission removed).
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Target: "iam", Call: "list-keys", Status: 403}))
+	env.clock.Advance(walRollbackMinAge)
+	settleRollback(t, env)
+	require.Equal(t, 1, walCount(t, env), "the list keeps failing: unsettled")
+	_, status, msg = env.rotate()
+	require.Equal(t, http.StatusBadRequest, status, msg)
+	require.Contains(t, msg, "not settled yet")
+
+	status, msg = env.del("config")
+	require.Equal(t, http.StatusNoContent, status, msg)
+	env.clock.Advance(walRollbackMinAge)
+	settleRollback(t, env)
+	require.Zero(t, walCount(t, env), "without an access-key config the rollback drops the entry")
+
+	env.fake.ClearFaults()
+	env.configureAccessKey(map[string]any{"max_retries": 0, "request_timeout": 2})
+	_, _, msg = env.rotate()
+	require.NotContains(t, msg, "not settled yet")
+}
