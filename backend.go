@@ -247,7 +247,7 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 
 func (b *backend) newConnection(cfg *smsConfig, s logical.Storage) (*connection, error) {
 	// Built without the request's context: the client outlives this request.
-	client, err := newClient(cfg, &b.stats.requests, b.now, b.logger)
+	client, err := newClient(cfg, &b.stats.requests, b.now, b.logger, b.loginGate(s, cfg.Password))
 	if err != nil {
 		return nil, fmt.Errorf("building the SMS client from the stored config: %w", err)
 	}

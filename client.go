@@ -1,6 +1,7 @@
 package sms
 
 import (
+	"context"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +26,9 @@ type upstreamStats struct {
 
 // newClient builds the client a config describes. It is built without a
 // request's context: it outlives the request that caused it.
-func newClient(cfg *smsConfig, requests *atomic.Uint64, now func() time.Time, logger hclog.Logger) (*huawei.Client, error) {
+// loginGate, when not nil, is asked before every login (see
+// backend.loginGate); the settle's own probes go without one.
+func newClient(cfg *smsConfig, requests *atomic.Uint64, now func() time.Time, logger hclog.Logger, loginGate func(context.Context) error) (*huawei.Client, error) {
 	return huawei.New(huawei.Options{
 		Endpoint:      cfg.endpointURL(),
 		IAMEndpoint:   cfg.IAMEndpoint,
@@ -47,5 +50,6 @@ func newClient(cfg *smsConfig, requests *atomic.Uint64, now func() time.Time, lo
 		UserAgent:     userAgent(),
 		Now:           now,
 		Logger:        logger,
+		LoginGate:     loginGate,
 	})
 }

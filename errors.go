@@ -20,6 +20,8 @@ func httpStatus(e *huawei.Error) int {
 		return http.StatusGatewayTimeout
 	case huawei.KindInternal:
 		return http.StatusInternalServerError
+	case huawei.KindSettling:
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusBadGateway
 	}

@@ -139,6 +139,18 @@ func configReadSchema() map[string]*framework.FieldSchema {
 		Description: "When the schedule rotates the credential next (RFC 3339), or empty without rotation_period."}
 	out["last_rotation_error"] = &framework.FieldSchema{Type: framework.TypeString,
 		Description: "Why the last scheduled rotation on this node failed, or empty."}
+	out["rotation_backoff_until"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "After failed scheduled rotations, no scheduled rotation on this node before this time (RFC 3339), or empty."}
+	out["rotation_unsettled"] = &framework.FieldSchema{Type: framework.TypeBool,
+		Description: "Whether a rotation is pending in the write-ahead log: running, interrupted, or sent to IAM without an answer (unsettled)."}
+	out["rotation_unsettled_since"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "When the pending rotation's outcome became unknown, or it started (RFC 3339), or empty."}
+	out["rotation_settle_after"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "The earliest time the write-ahead log rollback settles the pending rotation (RFC 3339), or empty."}
+	out["rotation_unsettled_detail"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "What the pending rotation waits for and what the engine will do, or empty."}
+	out["password_expires_at"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Password method: when IAM says the user's password expires (token.user.password_expires_at, RFC 3339); empty when it never expires or no token has said yet."}
 	return out
 }
 
@@ -219,7 +231,11 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	if cfg == nil {
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("the engine is not configured: write %sconfig", req.MountPoint))
 	}
-	return &logical.Response{Data: map[string]any{
+	unsettled, err := unsettledFields(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	resp := &logical.Response{Data: map[string]any{
 		"endpoint":            cfg.Endpoint,
 		"region":              cfg.Region,
 		"ca_cert":             cfg.CACert,
@@ -245,7 +261,19 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"last_rotated":        rfc3339(cfg.LastRotated),
 		"next_rotation":       rfc3339(cfg.rotationDue()),
 		"last_rotation_error": b.rotation.lastError(),
-	}}, nil
+	}}
+	resp.Data["rotation_backoff_until"] = rfc3339(b.rotation.backoffUntil())
+	for k, v := range unsettled {
+		resp.Data[k] = v
+	}
+	if cfg.authMethod() == authMethodPassword {
+		at, client := b.passwordExpiresAt(cfg)
+		resp.Data["password_expires_at"] = rfc3339(at)
+		if w := b.passwordExpiryWarning(cfg, client); w != "" {
+			resp.AddWarning(w)
+		}
+	}
+	return resp, nil
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -330,6 +358,10 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	}
 	b.reset()
 	b.logger.Info("config deleted")
+	if p, err := pendingOf(ctx, req.Storage, walKindPassword); err == nil && p != nil && !p.password.Applied {
+		b.logger.Warn("config deleted while a password rotation is unsettled: its write-ahead log entry, which holds the " +
+			"rotation's new password, is kept, and the rollback settles it once a password config for the same IAM user is written")
+	}
 	return nil, nil
 }
 

@@ -61,6 +61,11 @@ type Options struct {
 	UserAgent   string
 	Now         func() time.Time
 	Logger      hclog.Logger
+	// LoginGate, when set, is asked before every login of the password
+	// method; an error stops the login and is returned as the caller's. The
+	// engine derives it from storage, so that every client on every node
+	// honours a rotation whose outcome is unknown.
+	LoginGate func(ctx context.Context) error
 }
 
 // Client calls SMS and IAM. It is built from one set of Options and

@@ -22,6 +22,7 @@ const (
 	KindTimeout                 // no answer within the call's deadline
 	KindRateLimited             // the client's own rate limit left no slot before the deadline
 	KindInternal                // a bug in this client (a recovered panic)
+	KindSettling                // no login was made: a password rotation's outcome is being settled
 )
 
 // Error is the one error type the client returns. Every string in it is safe
@@ -77,7 +78,7 @@ func (e *Error) Error() string {
 // retry, and worth serving a stale answer for.
 func (e *Error) Temporary() bool {
 	switch e.Kind {
-	case KindThrottled, KindBroken, KindUnreachable, KindTimeout, KindRateLimited:
+	case KindThrottled, KindBroken, KindUnreachable, KindTimeout, KindRateLimited, KindSettling:
 		return true
 	case KindServer:
 		return e.Status != http.StatusNotImplemented

@@ -100,8 +100,10 @@ func (c *Client) ListAccessKeys(ctx context.Context, userID string) (keys []Acce
 	if err := c.iam(ctx, k, &body, http.StatusOK); err != nil {
 		return nil, err
 	}
+	// A user without keys may come as "credentials": null or without the
+	// field (the official SDK takes both as an empty list).
 	if body.Credentials == nil {
-		return nil, &Error{Kind: KindBadResponse, Service: "IAM", Detail: "answered the key list without credentials"}
+		return nil, nil
 	}
 	keys = make([]AccessKeyInfo, 0, len(*body.Credentials))
 	for _, key := range *body.Credentials {
@@ -144,7 +146,10 @@ func (c *Client) CreateAccessKey(ctx context.Context, userID, description string
 		return "", "", err
 	}
 	if !visibleASCII(body.Credential.Access, 128) || !visibleASCII(body.Credential.Secret, 256) {
-		return "", "", &Error{Kind: KindBadResponse, Service: "IAM", Detail: "answered the key creation without a usable access key and secret"}
+		// A success status all the same: IAM created a key, and the caller
+		// must treat it as one whose secret was lost, not as a refusal.
+		return "", "", &Error{Kind: KindBadResponse, Service: "IAM", Status: http.StatusCreated,
+			Detail: "answered the key creation without a usable access key and secret"}
 	}
 	return body.Credential.Access, Secret(body.Credential.Secret), nil
 }
@@ -157,7 +162,14 @@ func (c *Client) DeleteAccessKey(ctx context.Context, access string) (err error)
 	if err != nil {
 		return err
 	}
-	return c.iam(ctx, k, nil, http.StatusNoContent, http.StatusOK)
+	err = c.iam(ctx, k, nil, http.StatusNoContent, http.StatusOK)
+	var e *Error
+	if asError(err, &e) && e.Kind == KindNotFound {
+		// Gone is what was asked: a retry after a lost answer, or a
+		// deletion IAM applied late, finds it so.
+		return nil
+	}
+	return err
 }
 
 // ChangePassword changes the client's own IAM user's password (POST

@@ -41,6 +41,7 @@ type tokenSource struct {
 	username   string
 	password   Secret
 	domainName string
+	gate       func(ctx context.Context) error
 
 	group singleflight.Group
 
@@ -53,8 +54,10 @@ type tokenSource struct {
 	refusal     *Error    // IAM's last refusal of the credentials
 	refusedTill time.Time // no login before this
 	backoff     time.Duration
-	userID      string // token.user.id of the last token
-	retired     bool   // the password is being replaced: no login with it
+	userID      string    // token.user.id of the last token
+	pwExpires   time.Time // token.user.password_expires_at of the last token; zero: never
+	pwExpiresOK bool      // a token has told it
+	retired     bool      // the password is being replaced: no login with it
 
 	// fetching is held, shared, by every login in flight; retire takes it
 	// to wait for them.
@@ -68,6 +71,7 @@ func newTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
 		username:   opts.Username,
 		password:   opts.Password,
 		domainName: opts.DomainName,
+		gate:       opts.LoginGate,
 	}
 }
 
@@ -173,6 +177,11 @@ func (s *tokenSource) fetchDetached() (any, error) {
 	}
 	ctx, cancel := context.WithTimeout(s.c.ctx, s.c.timeout)
 	defer cancel()
+	if s.gate != nil {
+		if err := s.gate(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return s.fetch(ctx)
 }
 
@@ -234,7 +243,8 @@ type iamTokenResponse struct {
 		ExpiresAt string `json:"expires_at"`
 		IssuedAt  string `json:"issued_at"`
 		User      struct {
-			ID string `json:"id"`
+			ID                string `json:"id"`
+			PasswordExpiresAt string `json:"password_expires_at"`
 		} `json:"user"`
 	} `json:"token"`
 }
@@ -301,9 +311,16 @@ func (s *tokenSource) fetch(ctx context.Context) (token any, err error) {
 	renewMargin := min(lifetime/10, maxRenewMargin)
 	skewMargin := min(lifetime/20, maxSkewMargin)
 
+	// Empty when the password never expires; unreadable is taken as
+	// unknown rather than failing a login that worked.
+	pwExpires, pwErr := parsePasswordExpiresAt(parsed.Token.User.PasswordExpiresAt)
 	s.mu.Lock()
 	s.token = tok
 	s.userID = parsed.Token.User.ID
+	s.pwExpires, s.pwExpiresOK = pwExpires, pwErr == nil || parsed.Token.User.PasswordExpiresAt == ""
+	if pwErr != nil {
+		s.pwExpires = time.Time{}
+	}
 	s.renewAt = start.Add(lifetime - renewMargin)
 	s.usableUntil = start.Add(lifetime - skewMargin)
 	s.nextRenewal = time.Time{}
@@ -363,6 +380,18 @@ func (c *Client) ResumeLogins() {
 	}
 }
 
+// PasswordExpiresAt is token.user.password_expires_at of the last token
+// (the password method): zero when the password never expires; ok is false
+// when no token has told it yet.
+func (c *Client) PasswordExpiresAt() (at time.Time, ok bool) {
+	if c.tokens == nil {
+		return time.Time{}, false
+	}
+	c.tokens.mu.Lock()
+	defer c.tokens.mu.Unlock()
+	return c.tokens.pwExpires, c.tokens.pwExpiresOK
+}
+
 // Renewing reports whether a background renewal of the IAM token is running,
 // so that tests can wait for one to end.
 func (c *Client) Renewing() bool {
@@ -373,4 +402,17 @@ func (c *Client) Renewing() bool {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	return ts.renewing
+}
+
+// iamLocalTime is the form IAM documents for password_expires_at: UTC
+// without a zone ("2023-06-28T08:56:33.710000"), as Keystone sends it.
+const iamLocalTime = "2006-01-02T15:04:05.999999999"
+
+// parsePasswordExpiresAt reads RFC 3339 first (a zone, if sent, is meant),
+// then IAM's documented zoneless form, taken as UTC.
+func parsePasswordExpiresAt(v string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	return time.ParseInLocation(iamLocalTime, v, time.UTC)
 }

@@ -28,6 +28,9 @@ type User struct {
 	Domain   string `json:"domain"`
 	Name     string `json:"name"`
 	Password string `json:"password"`
+	// PasswordExpires is the token's token.user.password_expires_at; zero:
+	// the password never expires (an empty string, as IAM sends it).
+	PasswordExpires time.Time `json:"password_expires,omitempty"`
 }
 
 // Options configures a Server. Zero values are usable: nothing is accepted.
@@ -157,6 +160,11 @@ type Stats struct {
 	// IAMKeyCalls counts the IAM self-service calls per call name:
 	// show-key, list-keys, create-key, delete-key, change-password.
 	IAMKeyCalls map[string]int64 `json:"iam_key_calls"`
+	// IAMAppliedLate counts IAM requests a FaultApplyLate carried out after
+	// their answer's deadline.
+	IAMAppliedLate int64 `json:"iam_applied_late"`
+	// IAMLockouts counts the times a user was locked out (Options.LockoutAfter).
+	IAMLockouts int64 `json:"iam_lockouts"`
 	// Faults counts requests answered by an injected fault.
 	Faults int64 `json:"faults"`
 	// SignedHeaders is the SignedHeaders list of the last accepted AK/SK request.

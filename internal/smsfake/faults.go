@@ -31,6 +31,20 @@ const (
 	// FaultRedirect answers 302 to Location.
 	FaultRedirect = "redirect"
 
+	// Faults of an IAM call that changes something (create-key, delete-key,
+	// change-password), where the change and its answer part ways.
+	//
+	// FaultAppliedStatus carries the request out, then answers Status
+	// (default 504) with the gateway's error body in place of IAM's answer:
+	// a gateway that gave up on IAM after IAM had done it.
+	FaultAppliedStatus = "applied-status"
+	// FaultApplyLate sends no answer until the client gives up (its
+	// deadline), or answers Status at once when one is set (a gateway's
+	// 504), and carries the request out Delay after that, whatever became of
+	// the answer: IAM applying a change after the answer's deadline, or
+	// creating a key late. Stats.IAMAppliedLate counts those carried out.
+	FaultApplyLate = "apply-late"
+
 	// Content faults of the passphrase call, all with status 200.
 	FaultMalformedJSON    = "malformed-json"     // a truncated JSON document
 	FaultOversized        = "oversized"          // a 70 KiB body
@@ -84,7 +98,7 @@ var (
 		FaultLongPassphrase: true, FaultResetMidBody: true, FaultSlowBody: true, FaultEchoToken: true,
 		FaultMalformedPEM: true, FaultKeyAsCert: true, FaultExpiredCert: true, FaultUndercount: true,
 		FaultKeyInCertBlock: true, FaultKeyAfterMgmtCert: true, FaultKeyInCABlock: true,
-		FaultHiddenCharacters: true,
+		FaultHiddenCharacters: true, FaultAppliedStatus: true, FaultApplyLate: true,
 	}
 	bodyShapes = map[string]bool{
 		BodyWhole: true, BodyTruncate: true, BodyReset: true, BodyCorruptGzip: true,
@@ -159,6 +173,12 @@ func (f *Fault) check() error {
 		default:
 			return fmt.Errorf("an iam call must be token, show-key, list-keys, create-key, delete-key or change-password")
 		}
+	}
+	if f.Mode == FaultApplyLate && f.Target != "iam" {
+		return fmt.Errorf("mode %s is for IAM calls (target iam)", f.Mode)
+	}
+	if f.Mode == FaultAppliedStatus && f.Status == 0 {
+		f.Status = http.StatusGatewayTimeout
 	}
 	if f.Mode == FaultStatus && f.Status == 0 && f.Body != BodyWhole {
 		f.Status = http.StatusOK
@@ -240,8 +260,8 @@ func (f *Fault) replaces() bool {
 	switch f.Mode {
 	case FaultStatus, FaultSlowHeaders:
 		return f.Status != 0 && (f.Status < 200 || f.Status > 299)
-	case FaultUndercount:
-		return false // it rewrites the normal answer
+	case FaultUndercount, FaultAppliedStatus:
+		return false // it rewrites the normal answer, or answers after it
 	}
 	return true
 }
@@ -255,7 +275,7 @@ func (f *Fault) apply(r *http.Request, call string, normal reply, taskID string,
 	}
 	rep := normal
 	switch f.Mode {
-	case FaultStatus, FaultSlowHeaders:
+	case FaultStatus, FaultSlowHeaders, FaultAppliedStatus:
 		if f.Status != 0 && (f.Status < 200 || f.Status > 299) {
 			code, msg := standardError(f.Status)
 			rep = errorFor(f.Status, code, msg)

@@ -44,6 +44,10 @@ func (s *Server) serveIAMCall(w http.ResponseWriter, r *http.Request, call strin
 	if fault != nil {
 		s.countFault()
 	}
+	if fault != nil && fault.Mode == FaultApplyLate {
+		s.applyLate(w, r, fault, normal)
+		return
+	}
 	if !fault.before(w, r) {
 		return
 	}
@@ -52,6 +56,25 @@ func (s *Server) serveIAMCall(w http.ResponseWriter, r *http.Request, call strin
 		rep = normal(r)
 	}
 	fault.deliver(w, r, fault.apply(r, call, rep, "", iamError, s.now()))
+}
+
+// applyLate answers a FaultApplyLate request: its Status at once if it has
+// one, else nothing until the client leaves; then, Delay later, the request
+// is carried out. The handler waits for it, so that a test that closes the
+// stand-in sees every late change applied or never started.
+func (s *Server) applyLate(w http.ResponseWriter, r *http.Request, f *Fault, normal func(*http.Request) reply) {
+	if f.Status != 0 && (f.Status < 200 || f.Status > 299) {
+		code, msg := standardError(f.Status)
+		(*Fault)(nil).deliver(w, r, iamError(f.Status, code, msg))
+		flush(w)
+	} else {
+		<-r.Context().Done()
+	}
+	time.Sleep(time.Duration(f.Delay))
+	normal(r)
+	s.mu.Lock()
+	s.stats.IAMAppliedLate++
+	s.mu.Unlock()
 }
 
 // tokenReply is POST /v3/auth/tokens with the password method: 201 with the
@@ -79,6 +102,10 @@ func (s *Server) tokenReply(r *http.Request) reply {
 	expires := issued.Add(s.opts.TokenLifetime)
 
 	s.mu.Lock()
+	pwExpires := ""
+	if i := s.userIndex(userRef{domain: user.Domain.Name, name: user.Name}); i >= 0 && !s.users[i].PasswordExpires.IsZero() {
+		pwExpires = s.users[i].PasswordExpires.UTC().Format("2006-01-02T15:04:05.000000") // IAM's documented form: UTC, no zone
+	}
 	s.issued[token] = expires
 	s.tokenOwner[token] = userRef{domain: user.Domain.Name, name: user.Name}
 	s.everIssued = append(s.everIssued, token)
@@ -90,7 +117,7 @@ func (s *Server) tokenReply(r *http.Request) reply {
 		"issued_at":  issued.Format(time.RFC3339Nano),
 		"expires_at": expires.Format(time.RFC3339Nano),
 		"user": map[string]any{
-			"id": UserID(user.Domain.Name, user.Name), "name": user.Name, "password_expires_at": "",
+			"id": UserID(user.Domain.Name, user.Name), "name": user.Name, "password_expires_at": pwExpires,
 			"domain": map[string]string{"id": DomainID(user.Domain.Name), "name": user.Domain.Name},
 		},
 		"domain": map[string]string{"id": DomainID(user.Domain.Name), "name": user.Domain.Name},
@@ -124,6 +151,7 @@ func (s *Server) login(domain, name, password string) (string, bool) {
 	s.failedLogins[key]++
 	if s.opts.LockoutAfter > 0 && s.failedLogins[key] >= s.opts.LockoutAfter {
 		s.lockedUntil[key] = s.now().Add(s.opts.LockoutDuration)
+		s.stats.IAMLockouts++
 		s.failedLogins[key] = 0
 	}
 	return "The username or password is wrong.", false
