@@ -111,8 +111,7 @@ func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, task
 func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, warnings []string) (*logical.Response, error) {
 	key := passphraseKey(taskID)
 	if val, ok := v.fresh(kindPassphrase); ok {
-		pv := val.(*passphraseValue)
-		return &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}, Warnings: warnings}, nil
+		return passphraseAnswer(val.(*passphraseValue), warnings), nil
 	}
 	ans, err := b.cache.fetch(ctx, key, epoch, conn.policy, func(ctx context.Context) (any, error) {
 		if b.fetchHook != nil {
@@ -132,12 +131,15 @@ func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoc
 	if err != nil {
 		return nil, fetchError(ctx, err)
 	}
-	pv := ans.value.(*passphraseValue)
-	resp := &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}, Warnings: warnings}
+	resp := passphraseAnswer(ans.value.(*passphraseValue), warnings)
 	if w := staleWarning("passphrase", ans); w != "" {
 		resp.AddWarning(w)
 	}
 	return resp, nil
+}
+
+func passphraseAnswer(pv *passphraseValue, warnings []string) *logical.Response {
+	return &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}, Warnings: warnings}
 }
 
 // upstreamFailed counts and logs a failed fetch of a task's resource.
