@@ -103,17 +103,18 @@ func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, task
 	if conn == nil {
 		return resp, err
 	}
-	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil)
+	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil, nil)
 }
 
 // passphraseResponse answers with a task's passphrase, from the cache or
-// from SMS, adding warnings to any the caller collected.
-func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, warnings []string) (*logical.Response, error) {
+// from SMS (spend pays for a fetch, see cache.fetch), adding warnings to any
+// the caller collected.
+func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, spend *budget, warnings []string) (*logical.Response, error) {
 	key := passphraseKey(taskID)
 	if val, ok := v.fresh(kindPassphrase); ok {
 		return passphraseAnswer(val.(*passphraseValue), warnings), nil
 	}
-	ans, err := b.cache.fetch(ctx, key, epoch, conn.policy, func(ctx context.Context) (any, error) {
+	ans, err := b.cache.fetch(ctx, key, epoch, conn.policy, spend, func(ctx context.Context) (any, error) {
 		if b.fetchHook != nil {
 			b.fetchHook()
 		}
@@ -152,6 +153,10 @@ func (b *backend) upstreamFailed(what, taskID string, err error) {
 func fetchError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return logical.CodedError(http.StatusGatewayTimeout, "the request ended before SMS answered")
+	}
+	var spent *budgetExhausted
+	if errors.As(err, &spent) {
+		return spent.coded()
 	}
 	return vaultError(err)
 }

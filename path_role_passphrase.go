@@ -102,13 +102,14 @@ func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request,
 	}
 	enableCA := d.Get("enable_ca_cert").(bool)
 	return b.judgedByTheStoredRole(ctx, req.Storage, name, r, func(r *role) (*logical.Response, error) {
-		if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID); err != nil {
+		spend := budgetFor(r, name, conn)
+		if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
 			return nil, err
 		}
 		// A new look: the scope check may have gone upstream, and what it
 		// saw may since have expired (a certificate's NotAfter) or been
 		// evicted.
-		return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, enableCA, nil)
+		return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, enableCA, spend, nil)
 	})
 }
 
@@ -155,8 +156,9 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	}
 	admitted := meta != nil // by r, from the cache: the first attempt needs only the passphrase
 	return b.judgedByTheStoredRole(ctx, req.Storage, name, r, func(r *role) (*logical.Response, error) {
+		spend := budgetFor(r, name, conn)
 		if !admitted {
-			if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID); err != nil {
+			if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
 				return nil, err
 			}
 			// The scope check may have gone upstream, which takes time:
@@ -165,7 +167,7 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 			v = b.cache.view(taskID, conn.policy)
 		}
 		admitted = false
-		return b.passphraseResponse(ctx, conn, epoch, v, taskID, nil)
+		return b.passphraseResponse(ctx, conn, epoch, v, taskID, spend, nil)
 	})
 }
 
@@ -211,14 +213,14 @@ func roleMissing(name string) error {
 // remembered as absent for cache_ttl like metadata, so that a task that does
 // not exist costs what one out of scope costs: the same answer, the same
 // time, the same upstream calls.
-func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64, v view, r *role, name, taskID string) error {
-	if e := v.freshEntry(kindTask); e != nil { // the warm path: no fetch
+func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64, v view, r *role, name, taskID string, spend *budget) error {
+	if e := v.freshMeta(taskID); e != nil { // no fetch
 		if admits(r, e) {
 			return nil
 		}
 		return outOfScope(name, taskID)
 	}
-	ans, err := b.cache.fetch(ctx, taskMetaKey(taskID), epoch, cachePolicy{ttl: conn.policy.ttl}, func(ctx context.Context) (any, error) {
+	ans, err := b.cache.fetch(ctx, taskMetaKey(taskID), epoch, cachePolicy{ttl: conn.policy.ttl}, spend, func(ctx context.Context) (any, error) {
 		if b.fetchHook != nil {
 			b.fetchHook()
 		}

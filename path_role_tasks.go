@@ -87,6 +87,10 @@ pages:
 				complete = false // SMS serves no deeper page
 				break
 			}
+			// Each page is a fetch, paid from the role's budget.
+			if err := budgetFor(r, name, conn).take(ctx); err != nil {
+				return nil, fetchError(ctx, err)
+			}
 			var page *huawei.TaskPage
 			err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
 				page, err = c.ListTasks(ctx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
