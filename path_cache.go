@@ -27,7 +27,7 @@ func pathCache(b *backend) []*framework.Path {
 						"upstream_requests":    counter("HTTP requests sent to SMS, retries included."),
 						"upstream_errors":      counter("Upstream fetches that failed after their retries."),
 						"stale_served":         counter("Reads answered with an expired entry because SMS failed (stale_if_error)."),
-						"task_entries":         counter("Task metadata (name, enterprise project, state) held now, for role scope checks."),
+						"task_entries":         counter("Task metadata (name, enterprise project, state) held now, for role scope checks, markers of tasks SMS will not show included."),
 						"task_hits":            counter("Scope checks answered from the cache."),
 						"task_misses":          counter("Scope checks that needed an upstream fetch (ShowTask)."),
 						"task_stale_served":    counter("Scope checks answered with expired metadata because SMS failed (stale_if_error)."),
