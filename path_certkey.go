@@ -97,7 +97,7 @@ func (b *backend) pathCertKeyRead(ctx context.Context, req *logical.Request, d *
 	if err := validateTaskID(taskID); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	conn, epoch, resp, err := b.readConnection(ctx, req)
+	conn, epoch, _, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
 		return resp, err
 	}

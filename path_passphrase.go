@@ -99,7 +99,7 @@ func passphraseKey(taskID string) cacheKey { return cacheKey{kind: kindPassphras
 // readPassphrase serves a validated task id. A warm read is an atomic load, a
 // cache lookup and the response: nothing else.
 func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, taskID string) (*logical.Response, error) {
-	conn, epoch, resp, err := b.readConnection(ctx, req)
+	conn, epoch, _, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
 		return resp, err
 	}

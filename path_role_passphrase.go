@@ -89,7 +89,7 @@ func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request,
 	if bad != nil {
 		return bad, nil
 	}
-	conn, epoch, resp, err := b.readConnection(ctx, req)
+	conn, epoch, _, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
 		return resp, err
 	}
@@ -127,16 +127,19 @@ func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Reque
 // with every other role and with the direct path. r and known are what this
 // node already knows of the role, if anything.
 //
-// A read answered wholly from the cache is this function alone: it is the
-// hot path, and it waits for nothing, so the role it judged by is the one
-// stored when it answers. Any other read goes upstream, or waits for a fetch
+// A read answered wholly from the cache, with the connection in place, is
+// this function alone: it is the hot path, and it waits for nothing, so the
+// role it judged by is the one stored when it answers. A read that waited on
+// loading the connection looks the role up again after that wait. Any other read goes upstream, or waits for a fetch
 // in flight, and is judged again if the role changed meanwhile.
 func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, name, taskID string, r *role, known bool) (*logical.Response, error) {
-	conn, epoch, resp, err := b.readConnection(ctx, req)
+	conn, epoch, waited, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
 		return resp, err
 	}
-	if !known {
+	if !known || waited {
+		// A role looked up before a wait on the connection is looked up
+		// again: it may have been changed or deleted meanwhile.
 		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
