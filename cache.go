@@ -61,8 +61,12 @@ type cache struct {
 	// fetch in flight for each key: an eviction marks it stale, so that its
 	// answer is not stored, and removes it, so that a read starting after the
 	// eviction starts a new upstream call instead of joining the older one.
-	mu         sync.Mutex
-	epoch      atomic.Uint64 // bumped by every flush (config changes included), under mu
+	mu    sync.Mutex
+	epoch atomic.Uint64 // bumped by every flush (config changes included), under mu
+	// evictions is bumped, under mu, by every eviction of a task and every
+	// flush: a role read that waited compares it with what it saw before
+	// its first look, to be judged again if what admitted it may be gone.
+	evictions  atomic.Uint64
 	flights    map[cacheKey]*flight
 	nextFlight uint64
 
@@ -357,6 +361,7 @@ func (c *cache) run(ctx context.Context, fetchFn func(context.Context) (any, err
 func (c *cache) evictTask(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.evictions.Add(1)
 	for k := kind(0); k < numKinds; k++ {
 		if f := c.flights[cacheKey{k, id}]; f != nil {
 			f.stale = true
@@ -373,6 +378,7 @@ func (c *cache) flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch.Add(1)
+	c.evictions.Add(1)
 	for k, f := range c.flights {
 		f.stale = true
 		delete(c.flights, k)

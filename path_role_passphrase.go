@@ -101,7 +101,8 @@ func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request,
 		return nil, roleMissing(name)
 	}
 	enableCA := d.Get("enable_ca_cert").(bool)
-	return b.judgedByTheStoredRole(ctx, req.Storage, name, r, func(r *role) (*logical.Response, error) {
+	seen := b.cache.evictions.Load()
+	return b.judgedByTheStoredRoleAndTask(ctx, req.Storage, name, r, seen, func(r *role) (*logical.Response, error) {
 		spend := budgetFor(r, name, conn)
 		if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
 			return nil, err
@@ -147,6 +148,7 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	if r == nil {
 		return nil, roleMissing(name)
 	}
+	seen := b.cache.evictions.Load() // before the first look: see judgedByTheStoredRoleAndTask
 	v := b.cache.view(taskID, conn.policy)
 	meta := v.freshEntry(kindTask)
 	if meta != nil {
@@ -158,7 +160,7 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 		}
 	}
 	admitted := meta != nil // by r, from the cache: the first attempt needs only the passphrase
-	return b.judgedByTheStoredRole(ctx, req.Storage, name, r, func(r *role) (*logical.Response, error) {
+	return b.judgedByTheStoredRoleAndTask(ctx, req.Storage, name, r, seen, func(r *role) (*logical.Response, error) {
 		spend := budgetFor(r, name, conn)
 		if !admitted {
 			if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
@@ -199,6 +201,29 @@ func (b *backend) judgedByTheStoredRole(ctx context.Context, s logical.Storage, 
 		}
 		r = stored
 	}
+}
+
+// judgedByTheStoredRoleAndTask is judgedByTheStoredRole for a read judged
+// by cached task metadata as well as by its role. An operator who evicts a
+// task (vault delete sms/passphrase/<task_id>, or a flush) takes it out of
+// every role's scope at once, reads in flight included: an attempt during
+// which any eviction happened is made again, and judged by metadata looked
+// up afresh. seen is the cache's eviction count taken before the read's
+// first look at the cache. Evictions are operator actions (and config
+// changes), so, as with role changes, each costs a read in flight at most
+// one more attempt, served from the cache unless its own task was evicted.
+func (b *backend) judgedByTheStoredRoleAndTask(ctx context.Context, s logical.Storage, name string, r *role, seen uint64,
+	attempt func(*role) (*logical.Response, error)) (*logical.Response, error) {
+	return b.judgedByTheStoredRole(ctx, s, name, r, func(r *role) (*logical.Response, error) {
+		for {
+			resp, err := attempt(r)
+			now := b.cache.evictions.Load()
+			if now == seen {
+				return resp, err
+			}
+			seen = now
+		}
+	})
 }
 
 func roleMissing(name string) error {

@@ -83,7 +83,6 @@ func TestAttackCachedRoleReadWaitingOnTheConfigIsNotJudgedAgain(t *testing.T) {
 // operator does so is still served, judged by the metadata the operator
 // just evicted: the re-check looks at the role, not at what it admitted.
 func TestAttackTaskEvictedDuringARoleReadIsStillServed(t *testing.T) {
-	t.Skip("attack: a role read in flight is not judged again after the operator evicts its task (README: out of scope at once)")
 	env := newRolesEnv(t)
 	var calls atomic.Int32
 	env.b.fetchHook = func() {
@@ -118,4 +117,21 @@ func TestAttackRoleDeletedDuringAListIsStillAnswered(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, status, msg)
 	env.fake.Release()
 	require.Equal(t, http.StatusNotFound, <-done, "a list through a role deleted while it waited")
+}
+
+// The same for a certkey read through a role: its scope check passed, and
+// the operator evicts the task while the certkey is fetched.
+func TestTaskEvictedDuringARoleCertKeyReadIsJudgedAgain(t *testing.T) {
+	env := newRolesEnv(t)
+	var calls atomic.Int32
+	env.b.fetchHook = func() {
+		if calls.Add(1) == 2 { // the certkey fetch, after the scope check's ShowTask
+			env.fake.SetTaskMeta(taskA1, smsfake.TaskMeta{Name: "team-a-web01", EnterpriseProjectID: "ep-team-b", State: "SYNCING"})
+			status, _ := env.del("passphrase/" + taskA1)
+			assert.Equal(t, http.StatusNoContent, status)
+		}
+	}
+	t.Cleanup(func() { env.b.fetchHook = nil })
+	resp, status, _ := env.read("roles/team-a/certkey/" + taskA1)
+	require.Equal(t, http.StatusForbidden, status, "served after the operator evicted the task (keys returned: %v)", resp != nil && len(resp.Data) > 0)
 }
