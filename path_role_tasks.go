@@ -69,7 +69,16 @@ func (b *backend) pathRoleTasksList(ctx context.Context, req *logical.Request, d
 	if r == nil {
 		return nil, roleMissing(name)
 	}
+	// Listing takes up to 50 pages from SMS per project: a role deleted or
+	// changed meanwhile must not answer, as for reads.
+	return b.judgedByTheStoredRole(ctx, req.Storage, name, r, func(r *role) (*logical.Response, error) {
+		return b.listInScope(ctx, conn, r, name)
+	})
+}
 
+// listInScope pages through SMS's tasks and answers with those role r
+// allows.
+func (b *backend) listInScope(ctx context.Context, conn *connection, r *role, name string) (*logical.Response, error) {
 	keys := []string{}
 	info := map[string]any{}
 	read, skipped, complete, countMismatch := 0, 0, true, false

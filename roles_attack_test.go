@@ -104,7 +104,6 @@ func TestAttackTaskEvictedDuringARoleReadIsStillServed(t *testing.T) {
 // and enterprise projects of the tasks it scoped. Passphrase and certkey
 // reads are judged again; lists are not.
 func TestAttackRoleDeletedDuringAListIsStillAnswered(t *testing.T) {
-	t.Skip("attack: roles/<role>/tasks is answered from a role deleted while the list waited on SMS")
 	env := newRolesEnv(t)
 	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 200, Call: "tasks", Body: smsfake.BodyHold, Times: 1}))
 	done := make(chan int, 1)
@@ -134,4 +133,31 @@ func TestTaskEvictedDuringARoleCertKeyReadIsJudgedAgain(t *testing.T) {
 	t.Cleanup(func() { env.b.fetchHook = nil })
 	resp, status, _ := env.read("roles/team-a/certkey/" + taskA1)
 	require.Equal(t, http.StatusForbidden, status, "served after the operator evicted the task (keys returned: %v)", resp != nil && len(resp.Data) > 0)
+}
+
+// A list through a role narrowed while it waited on SMS answers by the
+// narrowed role: it is listed again.
+func TestRoleNarrowedDuringAListIsListedAgain(t *testing.T) {
+	env := newRolesEnv(t)
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 200, Call: "tasks", Body: smsfake.BodyHold, Times: 1}))
+	type result struct {
+		status int
+		keys   any
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, status, _ := listRole(t, env, "team-a")
+		var keys any
+		if resp != nil {
+			keys = resp.Data["keys"]
+		}
+		done <- result{status, keys}
+	}()
+	require.Eventually(t, func() bool { return env.fake.Stats().ListRequests == 1 }, 10*time.Second, time.Millisecond, "the list never reached SMS")
+	status, msg := env.write("roles/team-a", map[string]any{"task_name_globs": "*-db*"})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	env.fake.Release()
+	r := <-done
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, []string{taskA2}, r.keys, "listed by the role stored when the list ended")
 }
