@@ -35,6 +35,7 @@ func pathCache(b *backend) []*framework.Path {
 						"certkey_hits":         counter("Certkey reads answered from the cache."),
 						"certkey_misses":       counter("Certkey reads that needed an upstream fetch."),
 						"certkey_stale_served": counter("Certkey reads answered with an expired entry because SMS failed (stale_if_error)."),
+						"role_rate_limited":    counter("Upstream fetches not started because a role's max_upstream_rps left no slot before request_timeout (a 429, unless stale_if_error covered it)."),
 					}}},
 				},
 			},
@@ -69,6 +70,7 @@ func (b *backend) pathCacheRead(context.Context, *logical.Request, *framework.Fi
 		"certkey_hits":         b.cache.stats[kindCertKey].hits.Load() + b.cache.stats[kindCertKeyCA].hits.Load(),
 		"certkey_misses":       b.cache.stats[kindCertKey].misses.Load() + b.cache.stats[kindCertKeyCA].misses.Load(),
 		"certkey_stale_served": b.cache.stats[kindCertKey].staleServed.Load() + b.cache.stats[kindCertKeyCA].staleServed.Load(),
+		"role_rate_limited":    b.stats.roleLimited.Load(),
 	}}, nil
 }
 

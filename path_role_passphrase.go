@@ -103,7 +103,7 @@ func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request,
 	enableCA := d.Get("enable_ca_cert").(bool)
 	seen := b.cache.evictions.Load()
 	return b.judgedByTheStoredRoleAndTask(ctx, req.Storage, name, r, seen, func(r *role) (*logical.Response, error) {
-		spend := budgetFor(r, name, conn)
+		spend := b.budgetFor(r, name, conn)
 		if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
 			return nil, err
 		}
@@ -161,7 +161,7 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	}
 	admitted := meta != nil // by r, from the cache: the first attempt needs only the passphrase
 	return b.judgedByTheStoredRoleAndTask(ctx, req.Storage, name, r, seen, func(r *role) (*logical.Response, error) {
-		spend := budgetFor(r, name, conn)
+		spend := b.budgetFor(r, name, conn)
 		if !admitted {
 			if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
 				return nil, err

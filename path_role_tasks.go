@@ -97,7 +97,7 @@ pages:
 				break
 			}
 			// Each page is a fetch, paid from the role's budget.
-			if err := budgetFor(r, name, conn).take(ctx); err != nil {
+			if err := b.budgetFor(r, name, conn).take(ctx); err != nil {
 				return nil, fetchError(ctx, err)
 			}
 			var page *huawei.TaskPage

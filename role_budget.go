@@ -32,14 +32,15 @@ type budget struct {
 	role    string
 	rps     float64
 	wait    time.Duration // at most request_timeout
+	b       *backend      // counts and logs a refusal
 }
 
 // budgetFor is r's budget for a read under conn, or nil when r has none.
-func budgetFor(r *role, name string, conn *connection) *budget {
+func (b *backend) budgetFor(r *role, name string, conn *connection) *budget {
 	if r.limiter == nil {
 		return nil
 	}
-	return &budget{limiter: r.limiter, role: name, rps: r.MaxUpstreamRPS, wait: conn.cfg.RequestTimeout}
+	return &budget{limiter: r.limiter, role: name, rps: r.MaxUpstreamRPS, wait: conn.cfg.RequestTimeout, b: b}
 }
 
 // take waits for a slot, or fails at once, without taking one, when none
@@ -51,6 +52,11 @@ func (b *budget) take(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, b.wait)
 	defer cancel()
 	if err := b.limiter.Wait(ctx); err != nil {
+		// The operator's view of a team hitting its budget: sms/cache's
+		// role_rate_limited, and a line naming the role.
+		b.b.stats.roleLimited.Add(1)
+		b.b.logger.Warn("sms request not sent: the role's max_upstream_rps left no slot before request_timeout",
+			"role", b.role, "max_upstream_rps", b.rps)
 		return &budgetExhausted{role: b.role, rps: b.rps}
 	}
 	return nil

@@ -121,6 +121,9 @@ func TestRoleBudgetIsEnforced(t *testing.T) {
 	require.Equal(t, http.StatusTooManyRequests, status, msg)
 	_, status, msg = listRole(t, env, "team-a")
 	require.Equal(t, http.StatusTooManyRequests, status, msg)
+	// The operator sees it: a counter, and a log line naming the role.
+	require.EqualValues(t, 22, env.cacheStats()["role_rate_limited"])
+	require.Contains(t, env.logs.String(), `sms request not sent: the role's max_upstream_rps left no slot before request_timeout: role=team-a max_upstream_rps=0.001`)
 	require.Equal(t, sent, env.fake.Stats().TaskRequests, "a read past the budget reached SMS")
 	require.Zero(t, env.fake.Stats().ListRequests)
 
