@@ -209,6 +209,17 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 	detached := context.WithoutCancel(ctx)
 	var ch <-chan singleflight.Result
 	paid := spend == nil
+	// When this reader paid for its fetch, request_timeout bounds the wait
+	// and the fetch together: the fetch ends by the wait's deadline.
+	var deadline time.Time
+	bounded := func(ctx context.Context) (any, error) {
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		return c.run(ctx, fetchFn)
+	}
 	for ch == nil {
 		c.mu.Lock()
 		var f *flight
@@ -230,7 +241,8 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 			// outside the lock and before the flight exists, so that no
 			// reader joining it waits on this role's budget.
 			c.mu.Unlock()
-			if err := spend.take(ctx); err != nil {
+			var err error
+			if deadline, err = spend.take(ctx); err != nil {
 				return c.failed(k, p, fallback, err)
 			}
 			paid = true
@@ -242,7 +254,7 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 			c.mu.Unlock()
 			res := make(chan singleflight.Result, 1)
 			go func() {
-				v, err := c.run(detached, fetchFn)
+				v, err := bounded(detached)
 				res <- singleflight.Result{Val: v, Err: err}
 			}()
 			ch = res
@@ -255,7 +267,7 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 		}
 		c.mu.Unlock()
 		ch = c.group.DoChan(strconv.FormatUint(f.id, 36), func() (any, error) {
-			v, err := c.run(detached, fetchFn)
+			v, err := bounded(detached)
 			c.mu.Lock()
 			if err == nil && !f.stale && p.keep() > 0 {
 				c.store(k, v)

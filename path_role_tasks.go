@@ -96,15 +96,22 @@ pages:
 				complete = false // SMS serves no deeper page
 				break
 			}
-			// Each page is a fetch, paid from the role's budget.
-			if err := b.budgetFor(r, name, conn).take(ctx); err != nil {
+			// Each page is a fetch, paid from the role's budget, within one
+			// request_timeout with the wait for it.
+			deadline, err := b.budgetFor(r, name, conn).take(ctx)
+			if err != nil {
 				return nil, fetchError(ctx, err)
 			}
+			pageCtx, cancel := ctx, context.CancelFunc(func() {})
+			if !deadline.IsZero() {
+				pageCtx, cancel = context.WithDeadline(ctx, deadline)
+			}
 			var page *huawei.TaskPage
-			err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
-				page, err = c.ListTasks(ctx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
+			err = b.withRetryOnRotation(pageCtx, conn, func(c *huawei.Client) (err error) {
+				page, err = c.ListTasks(pageCtx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
 				return err
 			})
+			cancel()
 			if err != nil {
 				b.upstreamFailed("task list", "", err)
 				return nil, fetchError(ctx, err)

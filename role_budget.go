@@ -45,21 +45,26 @@ func (b *backend) budgetFor(r *role, name string, conn *connection) *budget {
 
 // take waits for a slot, or fails at once, without taking one, when none
 // would come within request_timeout (or before the read's own deadline).
-func (b *budget) take(ctx context.Context) error {
+// With a slot, it returns the deadline of the fetch the slot pays for:
+// request_timeout bounds the wait and the fetch together, as it bounds the
+// mount's rate-limit waits. Without a budget, the zero time: the fetch has
+// its own request_timeout.
+func (b *budget) take(ctx context.Context) (time.Time, error) {
 	if b == nil {
-		return nil
+		return time.Time{}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.wait)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	if err := b.limiter.Wait(ctx); err != nil {
 		// The operator's view of a team hitting its budget: sms/cache's
 		// role_rate_limited, and a line naming the role.
 		b.b.stats.roleLimited.Add(1)
 		b.b.logger.Warn("sms request not sent: the role's max_upstream_rps left no slot before request_timeout",
 			"role", b.role, "max_upstream_rps", b.rps)
-		return &budgetExhausted{role: b.role, rps: b.rps}
+		return time.Time{}, &budgetExhausted{role: b.role, rps: b.rps}
 	}
-	return nil
+	return deadline, nil
 }
 
 // budgetExhausted is a fetch not started for a role's budget. It is

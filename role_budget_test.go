@@ -1,13 +1,18 @@
 package sms
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"runtime"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
 
 // madeUp is the i-th task id that exists nowhere.
@@ -231,4 +236,34 @@ func TestRoleBudgetValidation(t *testing.T) {
 	require.NotNil(t, r.limiter)
 	_, status, _ = env.request(logical.ReadOperation, "roles/team-c", nil)
 	require.Equal(t, http.StatusOK, status)
+}
+
+// request_timeout bounds one upstream fetch, every rate-limit wait
+// included: a fetch a role's budget paid for ends by the deadline of the
+// wait for its slot, not request_timeout after the wait ended. A read
+// through no budget is bounded by the client alone.
+func TestRoleBudgetWaitAndFetchShareOneTimeout(t *testing.T) {
+	c := newCache(10, time.Now, hclog.NewNullLogger())
+	const wait = 5 * time.Second
+	spend := &budget{limiter: newRoleLimiter(1000), role: "team-a", rps: 1000, wait: wait}
+	var deadline time.Time
+	var bounded bool
+	var latest time.Time
+	_, err := c.fetch(context.Background(), cacheKey{kindTask, taskA1}, c.currentEpoch(), cachePolicy{ttl: time.Minute}, spend,
+		func(ctx context.Context) (any, error) {
+			latest = time.Now()
+			deadline, bounded = ctx.Deadline()
+			return &huawei.Task{}, nil
+		})
+	require.NoError(t, err)
+	require.True(t, bounded, "the fetch has no deadline of its own: request_timeout would start again after the wait")
+	require.False(t, deadline.After(latest.Add(wait)), "the fetch's deadline is request_timeout after the wait began")
+
+	_, err = c.fetch(context.Background(), cacheKey{kindTask, taskA2}, c.currentEpoch(), cachePolicy{ttl: time.Minute}, nil,
+		func(ctx context.Context) (any, error) {
+			_, bounded = ctx.Deadline()
+			return &huawei.Task{}, nil
+		})
+	require.NoError(t, err)
+	require.False(t, bounded, "without a budget the client's request_timeout is the bound")
 }
