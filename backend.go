@@ -87,17 +87,21 @@ type connection struct {
 // stored under, or the response when the engine is not configured. The epoch
 // is the one the read took before loading its connection, unless building
 // that connection flushed the cache (a config from another node), in which
-// case the connection's own.
-func (b *backend) readConnection(ctx context.Context, req *logical.Request) (*connection, uint64, *logical.Response, error) {
+// case the connection's own. waited reports that the connection was not in
+// place, so that the read waited on b.mu and a storage read: what the read
+// looked up before (a role) may have changed meanwhile.
+func (b *backend) readConnection(ctx context.Context, req *logical.Request) (conn *connection, epoch uint64, waited bool, resp *logical.Response, err error) {
 	before := b.cache.currentEpoch()
-	conn, err := b.connection(ctx, req.Storage)
-	if err != nil {
-		return nil, 0, nil, err
+	if conn = b.conn.Load(); conn != nil {
+		return conn, max(before, conn.epoch), false, nil, nil
+	}
+	if conn, err = b.connection(ctx, req.Storage); err != nil {
+		return nil, 0, true, nil, err
 	}
 	if conn == nil {
-		return nil, 0, notConfigured(req), nil
+		return nil, 0, true, notConfigured(req), nil
 	}
-	return conn, max(before, conn.epoch), nil, nil
+	return conn, max(before, conn.epoch), true, nil, nil
 }
 
 func newBackend(logger hclog.Logger, now func() time.Time) *backend {

@@ -185,7 +185,7 @@ func BenchmarkCache100k(b *testing.B) {
 		for j := 0; j < entries; j++ {
 			id := fmt.Sprintf("%08x-1b4d-4c8a-9e7f-6a5b4c3d2e10", j)
 			pv := &passphraseValue{taskID: id, passphrase: fmt.Sprintf("%032x", j)}
-			if _, err := c.fetch(context.Background(), passphraseKey(id), 0, policy, value(pv)); err != nil {
+			if _, err := c.fetch(context.Background(), passphraseKey(id), 0, policy, nil, value(pv)); err != nil {
 				b.Fatal(err)
 			}
 		}

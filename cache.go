@@ -38,6 +38,12 @@ type cacheKey struct {
 // (metadata, then passphrase) costs one LRU lookup, as a direct read does,
 // and that evicting a task evicts all it holds.
 //
+// Records are made only for a task's secrets (passphrase, certkey). Task
+// metadata, and the markers of tasks SMS will not show, stay in a second
+// LRU of their own bound (meta) until their task has a record, and only
+// then move into it: a team reading made-up ids through its role fills
+// meta, and can never evict another team's passphrases or certkeys.
+//
 // It is golang-lru's plain LRU rather than its expirable variant on purpose:
 // expirable.LRU (v2.0.7) starts a goroutine per instance that can never be
 // stopped, which would leak one per config change. Expiry is instead decided
@@ -45,6 +51,7 @@ type cacheKey struct {
 // usable as a fallback until cache_ttl + stale_if_error.
 type cache struct {
 	tasks  *lru.Cache[string, *record]
+	meta   *lru.Cache[string, *entry] // kindTask entries of tasks without a record
 	group  singleflight.Group
 	now    func() time.Time
 	start  time.Time
@@ -54,8 +61,12 @@ type cache struct {
 	// fetch in flight for each key: an eviction marks it stale, so that its
 	// answer is not stored, and removes it, so that a read starting after the
 	// eviction starts a new upstream call instead of joining the older one.
-	mu         sync.Mutex
-	epoch      atomic.Uint64 // bumped by every flush (config changes included), under mu
+	mu    sync.Mutex
+	epoch atomic.Uint64 // bumped by every flush (config changes included), under mu
+	// evictions is bumped, under mu, by every eviction of a task and every
+	// flush: a role read that waited compares it with what it saw before
+	// its first look, to be judged again if what admitted it may be gone.
+	evictions  atomic.Uint64
 	flights    map[cacheKey]*flight
 	nextFlight uint64
 
@@ -105,7 +116,8 @@ func newCache(size int, now func() time.Time, logger hclog.Logger) *cache {
 	if err != nil {
 		panic(err) // only for size <= 0, which config validation rules out
 	}
-	return &cache{tasks: tasks, now: now, start: now(), logger: logger, flights: map[cacheKey]*flight{}}
+	meta, _ := lru.New[string, *entry](size)
+	return &cache{tasks: tasks, meta: meta, now: now, start: now(), logger: logger, flights: map[cacheKey]*flight{}}
 }
 
 func (c *cache) clock() time.Duration { return c.now().Sub(c.start) }
@@ -141,6 +153,20 @@ func (v view) fresh(k kind) (any, bool) {
 	return nil, false
 }
 
+// freshMeta is freshEntry(kindTask), looking in meta too: the slow path of
+// a scope check.
+func (v view) freshMeta(id string) *entry {
+	if e := v.freshEntry(kindTask); e != nil || v.c == nil || v.rec != nil {
+		return e // a task with a record keeps its metadata in it
+	}
+	e, ok := v.c.meta.Get(id)
+	if !ok || v.now-e.fetched >= v.ttl || !e.usable(v.now) {
+		return nil
+	}
+	v.c.stats[kindTask].hits.Add(1)
+	return e
+}
+
 // freshEntry is fresh, returning the entry itself.
 func (v view) freshEntry(k kind) *entry {
 	if v.rec == nil {
@@ -167,45 +193,72 @@ type temporary interface{ Temporary() bool }
 // fetch runs after fresh found nothing: it returns the answer of fetchFn,
 // shared by every concurrent reader of k, and stores it. When fetchFn fails
 // transiently and an entry younger than cache_ttl + stale_if_error exists,
-// that entry is returned with staleFor set.
-func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePolicy,
+// that entry is returned with staleFor set. spend, when not nil, is the
+// budget of the role the read is made through: it pays for a fetch this
+// reader starts, and for nothing else.
+func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePolicy, spend *budget,
 	fetchFn func(context.Context) (any, error)) (answer, error) {
 	c.stats[k.kind].misses.Add(1)
 	var fallback *entry
 	if p.staleIfError > 0 {
-		if rec, ok := c.tasks.Peek(k.id); ok {
-			fallback = rec.slots[k.kind].Load()
-		}
+		fallback = c.peek(k)
 	}
 
 	// Detached from the first reader: if its client goes away, the others
 	// still get the answer. The upstream client bounds the call.
 	detached := context.WithoutCancel(ctx)
 	var ch <-chan singleflight.Result
-	c.mu.Lock()
-	if epoch != c.epoch.Load() {
-		// The config changed after this read loaded it: answer it alone, with
-		// what it loaded, and keep nothing.
-		c.mu.Unlock()
-		res := make(chan singleflight.Result, 1)
-		go func() {
-			v, err := c.run(detached, fetchFn)
-			res <- singleflight.Result{Val: v, Err: err}
-		}()
-		ch = res
-	} else {
-		f := c.flights[k]
-		if f == nil && p.ttl > 0 {
-			// A flight may have stored its answer and ended between this
-			// reader's miss and now: take that answer rather than ask again.
-			if rec, ok := c.tasks.Peek(k.id); ok {
-				if e := rec.slots[k.kind].Load(); e != nil {
+	paid := spend == nil
+	// When this reader paid for its fetch, request_timeout bounds the wait
+	// and the fetch together: the fetch ends by the wait's deadline.
+	var deadline time.Time
+	bounded := func(ctx context.Context) (any, error) {
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		return c.run(ctx, fetchFn)
+	}
+	for ch == nil {
+		c.mu.Lock()
+		var f *flight
+		if epoch == c.epoch.Load() {
+			f = c.flights[k]
+			if f == nil && p.ttl > 0 {
+				// A flight may have stored its answer and ended between this
+				// reader's miss and now: take that answer rather than ask again.
+				if e := c.peek(k); e != nil {
 					if now := c.clock(); now-e.fetched < p.ttl && e.usable(now) {
 						c.mu.Unlock()
 						return answer{value: e.value}, nil
 					}
 				}
 			}
+		}
+		if f == nil && !paid {
+			// This reader starts an upstream call: its role pays first,
+			// outside the lock and before the flight exists, so that no
+			// reader joining it waits on this role's budget.
+			c.mu.Unlock()
+			var err error
+			if deadline, err = spend.take(ctx); err != nil {
+				return c.failed(k, p, fallback, err)
+			}
+			paid = true
+			continue // the world may have moved on while it waited
+		}
+		if epoch != c.epoch.Load() {
+			// The config changed after this read loaded it: answer it alone,
+			// with what it loaded, and keep nothing.
+			c.mu.Unlock()
+			res := make(chan singleflight.Result, 1)
+			go func() {
+				v, err := bounded(detached)
+				res <- singleflight.Result{Val: v, Err: err}
+			}()
+			ch = res
+			break
 		}
 		if f == nil {
 			c.nextFlight++
@@ -214,7 +267,7 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 		}
 		c.mu.Unlock()
 		ch = c.group.DoChan(strconv.FormatUint(f.id, 36), func() (any, error) {
-			v, err := c.run(detached, fetchFn)
+			v, err := bounded(detached)
 			c.mu.Lock()
 			if err == nil && !f.stale && p.keep() > 0 {
 				c.store(k, v)
@@ -232,21 +285,27 @@ func (c *cache) fetch(ctx context.Context, k cacheKey, epoch uint64, p cachePoli
 		if res.Err == nil {
 			return answer{value: res.Val}, nil
 		}
-		var t temporary
-		if fallback != nil && errors.As(res.Err, &t) && t.Temporary() {
-			// Judged when the failure is known, not when the read began:
-			// a slow failure must not carry an entry past its window or
-			// its certificate's NotAfter.
-			now := c.clock()
-			if age := now - fallback.fetched; age < p.keep() && fallback.usable(now) {
-				c.stats[k.kind].staleServed.Add(1)
-				return answer{value: fallback.value, staleFor: res.Err, age: age}, nil
-			}
-		}
-		return answer{}, res.Err
+		return c.failed(k, p, fallback, res.Err)
 	case <-ctx.Done():
 		return answer{}, ctx.Err()
 	}
+}
+
+// failed answers a read whose fetch failed: with the fallback entry when
+// the failure is temporary and the entry still within stale_if_error.
+func (c *cache) failed(k cacheKey, p cachePolicy, fallback *entry, err error) (answer, error) {
+	var t temporary
+	if fallback != nil && errors.As(err, &t) && t.Temporary() {
+		// Judged when the failure is known, not when the read began: a slow
+		// failure must not carry an entry past its window or its
+		// certificate's NotAfter.
+		now := c.clock()
+		if age := now - fallback.fetched; age < p.keep() && fallback.usable(now) {
+			c.stats[k.kind].staleServed.Add(1)
+			return answer{value: fallback.value, staleFor: err, age: age}, nil
+		}
+	}
+	return answer{}, err
 }
 
 // store puts a value in its task's record, unless it may no longer be
@@ -262,10 +321,33 @@ func (c *cache) store(k cacheKey, v any) {
 	}
 	rec, ok := c.tasks.Peek(k.id)
 	if !ok {
+		if k.kind == kindTask {
+			c.meta.Add(k.id, e)
+			return
+		}
 		rec = &record{}
+		if m, ok := c.meta.Peek(k.id); ok {
+			rec.slots[kindTask].Store(m)
+			c.meta.Remove(k.id)
+		}
 		c.tasks.Add(k.id, rec)
 	}
 	rec.slots[k.kind].Store(e)
+}
+
+// peek returns the entry of k without refreshing anything, wherever it is.
+func (c *cache) peek(k cacheKey) *entry {
+	if rec, ok := c.tasks.Peek(k.id); ok {
+		if e := rec.slots[k.kind].Load(); e != nil || k.kind != kindTask {
+			return e
+		}
+	}
+	if k.kind == kindTask {
+		if e, ok := c.meta.Peek(k.id); ok {
+			return e
+		}
+	}
+	return nil
 }
 
 // errInternal is a fetch that panicked: a bug, reported as a 500 for the
@@ -291,6 +373,7 @@ func (c *cache) run(ctx context.Context, fetchFn func(context.Context) (any, err
 func (c *cache) evictTask(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.evictions.Add(1)
 	for k := kind(0); k < numKinds; k++ {
 		if f := c.flights[cacheKey{k, id}]; f != nil {
 			f.stale = true
@@ -298,6 +381,7 @@ func (c *cache) evictTask(id string) {
 		}
 	}
 	c.tasks.Remove(id)
+	c.meta.Remove(id)
 }
 
 // flush drops every entry and makes every fetch in flight unstorable and
@@ -306,14 +390,20 @@ func (c *cache) flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch.Add(1)
+	c.evictions.Add(1)
 	for k, f := range c.flights {
 		f.stale = true
 		delete(c.flights, k)
 	}
 	c.tasks.Purge()
+	c.meta.Purge()
 }
 
-func (c *cache) resize(size int) { c.tasks.Resize(size) }
+// resize bounds records and meta alike: each to cache_max_entries.
+func (c *cache) resize(size int) {
+	c.tasks.Resize(size)
+	c.meta.Resize(size)
+}
 
 // removeExpired drops entries too old to be served even as stale, so that
 // memory and the reported entry counts follow the TTL, not only the size
@@ -341,6 +431,11 @@ func (c *cache) removeExpired(p cachePolicy) {
 			c.tasks.Remove(id)
 		}
 	}
+	for _, id := range c.meta.Keys() {
+		if e, ok := c.meta.Peek(id); ok && (now-e.fetched >= p.keep() || !e.usable(now)) {
+			c.meta.Remove(id)
+		}
+	}
 }
 
 // lenByKind counts the entries of each kind.
@@ -355,5 +450,6 @@ func (c *cache) lenByKind() [numKinds]int {
 			}
 		}
 	}
+	out[kindTask] += c.meta.Len()
 	return out
 }

@@ -22,6 +22,9 @@ func userAgent() string { return "vault-plugin-secrets-sms/" + Version }
 type upstreamStats struct {
 	requests atomic.Uint64 // HTTP requests sent to SMS, retries included
 	errors   atomic.Uint64 // upstream fetches that failed, after retries
+	// roleLimited counts fetches not started because a role's
+	// max_upstream_rps left no slot in time.
+	roleLimited atomic.Uint64
 }
 
 // newClient builds the client a config describes. It is built without a

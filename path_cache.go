@@ -27,7 +27,7 @@ func pathCache(b *backend) []*framework.Path {
 						"upstream_requests":    counter("HTTP requests sent to SMS, retries included."),
 						"upstream_errors":      counter("Upstream fetches that failed after their retries."),
 						"stale_served":         counter("Reads answered with an expired entry because SMS failed (stale_if_error)."),
-						"task_entries":         counter("Task metadata (name, enterprise project, state) held now, for role scope checks."),
+						"task_entries":         counter("Task metadata (name, enterprise project, state) held now, for role scope checks, markers of tasks SMS will not show included."),
 						"task_hits":            counter("Scope checks answered from the cache."),
 						"task_misses":          counter("Scope checks that needed an upstream fetch (ShowTask)."),
 						"task_stale_served":    counter("Scope checks answered with expired metadata because SMS failed (stale_if_error)."),
@@ -35,6 +35,7 @@ func pathCache(b *backend) []*framework.Path {
 						"certkey_hits":         counter("Certkey reads answered from the cache."),
 						"certkey_misses":       counter("Certkey reads that needed an upstream fetch."),
 						"certkey_stale_served": counter("Certkey reads answered with an expired entry because SMS failed (stale_if_error)."),
+						"role_rate_limited":    counter("Upstream fetches not started because a role's max_upstream_rps left no slot before request_timeout (a 429, unless stale_if_error covered it)."),
 					}}},
 				},
 			},
@@ -69,6 +70,7 @@ func (b *backend) pathCacheRead(context.Context, *logical.Request, *framework.Fi
 		"certkey_hits":         b.cache.stats[kindCertKey].hits.Load() + b.cache.stats[kindCertKeyCA].hits.Load(),
 		"certkey_misses":       b.cache.stats[kindCertKey].misses.Load() + b.cache.stats[kindCertKeyCA].misses.Load(),
 		"certkey_stale_served": b.cache.stats[kindCertKey].staleServed.Load() + b.cache.stats[kindCertKeyCA].staleServed.Load(),
+		"role_rate_limited":    b.stats.roleLimited.Load(),
 	}}, nil
 }
 

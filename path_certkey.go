@@ -97,23 +97,24 @@ func (b *backend) pathCertKeyRead(ctx context.Context, req *logical.Request, d *
 	if err := validateTaskID(taskID); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	conn, epoch, resp, err := b.readConnection(ctx, req)
+	conn, epoch, _, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
 		return resp, err
 	}
-	return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, d.Get("enable_ca_cert").(bool), nil)
+	return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, d.Get("enable_ca_cert").(bool), nil, nil)
 }
 
 // certKeyResponse answers with a task's certificate and keys, from the cache
-// or from SMS, adding warnings to any the caller collected.
-func (b *backend) certKeyResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, enableCA bool, warnings []string) (*logical.Response, error) {
+// or from SMS (spend pays for a fetch, see cache.fetch), adding warnings to
+// any the caller collected.
+func (b *backend) certKeyResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, enableCA bool, spend *budget, warnings []string) (*logical.Response, error) {
 	k := certKeyKind(enableCA)
 	var ans answer
 	if val, ok := v.fresh(k); ok {
 		ans = answer{value: val}
 	} else {
 		var err error
-		ans, err = b.cache.fetch(ctx, cacheKey{kind: k, id: taskID}, epoch, conn.policy, func(ctx context.Context) (any, error) {
+		ans, err = b.cache.fetch(ctx, cacheKey{kind: k, id: taskID}, epoch, conn.policy, spend, func(ctx context.Context) (any, error) {
 			if b.fetchHook != nil {
 				b.fetchHook()
 			}

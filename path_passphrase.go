@@ -99,22 +99,22 @@ func passphraseKey(taskID string) cacheKey { return cacheKey{kind: kindPassphras
 // readPassphrase serves a validated task id. A warm read is an atomic load, a
 // cache lookup and the response: nothing else.
 func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, taskID string) (*logical.Response, error) {
-	conn, epoch, resp, err := b.readConnection(ctx, req)
+	conn, epoch, _, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
 		return resp, err
 	}
-	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil)
+	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil, nil)
 }
 
 // passphraseResponse answers with a task's passphrase, from the cache or
-// from SMS, adding warnings to any the caller collected.
-func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, warnings []string) (*logical.Response, error) {
+// from SMS (spend pays for a fetch, see cache.fetch), adding warnings to any
+// the caller collected.
+func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, spend *budget, warnings []string) (*logical.Response, error) {
 	key := passphraseKey(taskID)
 	if val, ok := v.fresh(kindPassphrase); ok {
-		pv := val.(*passphraseValue)
-		return &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}, Warnings: warnings}, nil
+		return passphraseAnswer(val.(*passphraseValue), warnings), nil
 	}
-	ans, err := b.cache.fetch(ctx, key, epoch, conn.policy, func(ctx context.Context) (any, error) {
+	ans, err := b.cache.fetch(ctx, key, epoch, conn.policy, spend, func(ctx context.Context) (any, error) {
 		if b.fetchHook != nil {
 			b.fetchHook()
 		}
@@ -132,12 +132,15 @@ func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoc
 	if err != nil {
 		return nil, fetchError(ctx, err)
 	}
-	pv := ans.value.(*passphraseValue)
-	resp := &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}, Warnings: warnings}
+	resp := passphraseAnswer(ans.value.(*passphraseValue), warnings)
 	if w := staleWarning("passphrase", ans); w != "" {
 		resp.AddWarning(w)
 	}
 	return resp, nil
+}
+
+func passphraseAnswer(pv *passphraseValue, warnings []string) *logical.Response {
+	return &logical.Response{Data: map[string]any{"task_id": pv.taskID, "passphrase": pv.passphrase}, Warnings: warnings}
 }
 
 // upstreamFailed counts and logs a failed fetch of a task's resource.
@@ -150,6 +153,10 @@ func (b *backend) upstreamFailed(what, taskID string, err error) {
 func fetchError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return logical.CodedError(http.StatusGatewayTimeout, "the request ended before SMS answered")
+	}
+	var spent *budgetExhausted
+	if errors.As(err, &spent) {
+		return spent.coded()
 	}
 	return vaultError(err)
 }

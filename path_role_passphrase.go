@@ -89,12 +89,29 @@ func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request,
 	if bad != nil {
 		return bad, nil
 	}
-	r, known := b.roles.cached(name)
-	in, early, err := b.enterScope(ctx, req, name, taskID, r, known)
-	if early != nil || err != nil {
-		return early, err
+	conn, epoch, _, resp, err := b.readConnection(ctx, req)
+	if conn == nil {
+		return resp, err
 	}
-	return b.certKeyResponse(ctx, in.conn, in.epoch, in.v, taskID, d.Get("enable_ca_cert").(bool), nil)
+	r, err := b.roles.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, roleMissing(name)
+	}
+	enableCA := d.Get("enable_ca_cert").(bool)
+	seen := b.cache.evictions.Load()
+	return b.judgedByTheStoredRoleAndTask(ctx, req.Storage, name, r, seen, func(r *role) (*logical.Response, error) {
+		spend := b.budgetFor(r, name, conn)
+		if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
+			return nil, err
+		}
+		// A new look: the scope check may have gone upstream, and what it
+		// saw may since have expired (a certificate's NotAfter) or been
+		// evicted.
+		return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, enableCA, spend, nil)
+	})
 }
 
 func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -111,14 +128,19 @@ func (b *backend) pathRolePassphraseRead(ctx context.Context, req *logical.Reque
 // with every other role and with the direct path. r and known are what this
 // node already knows of the role, if anything.
 //
-// It is enterScope written out: this is a hot path, and returning enterScope's
-// struct by value showed in the benchmark.
+// A read answered wholly from the cache, with the connection in place, is
+// this function alone: it is the hot path, and it waits for nothing, so the
+// role it judged by is the one stored when it answers. A read that waited on
+// loading the connection looks the role up again after that wait. Any other read goes upstream, or waits for a fetch
+// in flight, and is judged again if the role changed meanwhile.
 func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, name, taskID string, r *role, known bool) (*logical.Response, error) {
-	conn, epoch, resp, err := b.readConnection(ctx, req)
+	conn, epoch, waited, resp, err := b.readConnection(ctx, req)
 	if conn == nil {
 		return resp, err
 	}
-	if !known {
+	if !known || waited {
+		// A role looked up before a wait on the connection is looked up
+		// again: it may have been changed or deleted meanwhile.
 		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
@@ -126,53 +148,82 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	if r == nil {
 		return nil, roleMissing(name)
 	}
+	seen := b.cache.evictions.Load() // before the first look: see judgedByTheStoredRoleAndTask
 	v := b.cache.view(taskID, conn.policy)
-	// The warm path of checkScope, inline: cached metadata in scope.
-	if e := v.freshEntry(kindTask); e != nil {
-		if admits(r, e) {
-			return b.passphraseResponse(ctx, conn, epoch, v, taskID, nil)
+	meta := v.freshEntry(kindTask)
+	if meta != nil {
+		if !admits(r, meta) {
+			return nil, outOfScope(name, taskID)
 		}
-		return nil, outOfScope(name, taskID)
-	}
-	if err := b.checkScope(ctx, conn, epoch, v, r, name, taskID); err != nil {
-		return nil, err
-	}
-	// The scope check went upstream, which takes time: look again, so that
-	// the passphrase is judged now (its TTL, an eviction meanwhile).
-	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil)
-}
-
-// inScope is what a read needs once its task is known to be in its role's
-// scope.
-type inScope struct {
-	conn  *connection
-	epoch uint64
-	v     view
-}
-
-// enterScope admits a read of a validated role and task id, or answers it:
-// early (the engine is not configured) or with an error (no such role, out
-// of scope, upstream failure).
-func (b *backend) enterScope(ctx context.Context, req *logical.Request, name, taskID string, r *role, known bool) (inScope, *logical.Response, error) {
-	conn, epoch, resp, err := b.readConnection(ctx, req)
-	if conn == nil {
-		return inScope{}, resp, err
-	}
-	if !known {
-		if r, err = b.roles.get(ctx, req.Storage, name); err != nil {
-			return inScope{}, nil, err
+		if val, ok := v.fresh(kindPassphrase); ok {
+			return passphraseAnswer(val.(*passphraseValue), nil), nil
 		}
 	}
-	if r == nil {
-		return inScope{}, nil, roleMissing(name)
+	admitted := meta != nil // by r, from the cache: the first attempt needs only the passphrase
+	return b.judgedByTheStoredRoleAndTask(ctx, req.Storage, name, r, seen, func(r *role) (*logical.Response, error) {
+		spend := b.budgetFor(r, name, conn)
+		if !admitted {
+			if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
+				return nil, err
+			}
+			// The scope check may have gone upstream, which takes time:
+			// look again, so that the passphrase is judged now (its TTL,
+			// an eviction meanwhile).
+			v = b.cache.view(taskID, conn.policy)
+		}
+		admitted = false
+		return b.passphraseResponse(ctx, conn, epoch, v, taskID, spend, nil)
+	})
+}
+
+// judgedByTheStoredRole answers a role read that may wait (an upstream
+// call, or one in flight), and so may end after an operator changed or
+// deleted the role it was judged by. attempt judges and answers the read by
+// a role; once it ends, the role stored under name must still be that one.
+// If it was deleted, the answer is the 404 a read starting now would get;
+// if it was changed (narrowed, widened, or replaced by one that looks the
+// same), the read is judged again by the new one. Each new attempt starts
+// from the cache the last one filled, so it goes upstream again only for
+// what is no longer cached; there is one more attempt per role change made
+// during a read, which only an operator can make.
+func (b *backend) judgedByTheStoredRole(ctx context.Context, s logical.Storage, name string, r *role,
+	attempt func(*role) (*logical.Response, error)) (*logical.Response, error) {
+	for {
+		resp, err := attempt(r)
+		stored, gerr := b.roles.get(ctx, s, name)
+		switch {
+		case gerr != nil:
+			return nil, gerr
+		case stored == r:
+			return resp, err
+		case stored == nil:
+			return nil, roleMissing(name)
+		}
+		r = stored
 	}
-	v := b.cache.view(taskID, conn.policy)
-	if err := b.checkScope(ctx, conn, epoch, v, r, name, taskID); err != nil {
-		return inScope{}, nil, err
-	}
-	// A new look: the scope check may have gone upstream, and what it saw
-	// may since have expired (a certificate's NotAfter) or been evicted.
-	return inScope{conn: conn, epoch: epoch, v: b.cache.view(taskID, conn.policy)}, nil, nil
+}
+
+// judgedByTheStoredRoleAndTask is judgedByTheStoredRole for a read judged
+// by cached task metadata as well as by its role. An operator who evicts a
+// task (vault delete sms/passphrase/<task_id>, or a flush) takes it out of
+// every role's scope at once, reads in flight included: an attempt during
+// which any eviction happened is made again, and judged by metadata looked
+// up afresh. seen is the cache's eviction count taken before the read's
+// first look at the cache. Evictions are operator actions (and config
+// changes), so, as with role changes, each costs a read in flight at most
+// one more attempt, served from the cache unless its own task was evicted.
+func (b *backend) judgedByTheStoredRoleAndTask(ctx context.Context, s logical.Storage, name string, r *role, seen uint64,
+	attempt func(*role) (*logical.Response, error)) (*logical.Response, error) {
+	return b.judgedByTheStoredRole(ctx, s, name, r, func(r *role) (*logical.Response, error) {
+		for {
+			resp, err := attempt(r)
+			now := b.cache.evictions.Load()
+			if now == seen {
+				return resp, err
+			}
+			seen = now
+		}
+	})
 }
 
 func roleMissing(name string) error {
@@ -190,14 +241,14 @@ func roleMissing(name string) error {
 // remembered as absent for cache_ttl like metadata, so that a task that does
 // not exist costs what one out of scope costs: the same answer, the same
 // time, the same upstream calls.
-func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64, v view, r *role, name, taskID string) error {
-	if e := v.freshEntry(kindTask); e != nil { // the warm path: no fetch
+func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64, v view, r *role, name, taskID string, spend *budget) error {
+	if e := v.freshMeta(taskID); e != nil { // no fetch
 		if admits(r, e) {
 			return nil
 		}
 		return outOfScope(name, taskID)
 	}
-	ans, err := b.cache.fetch(ctx, taskMetaKey(taskID), epoch, cachePolicy{ttl: conn.policy.ttl}, func(ctx context.Context) (any, error) {
+	ans, err := b.cache.fetch(ctx, taskMetaKey(taskID), epoch, cachePolicy{ttl: conn.policy.ttl}, spend, func(ctx context.Context) (any, error) {
 		if b.fetchHook != nil {
 			b.fetchHook()
 		}

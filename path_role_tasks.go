@@ -56,7 +56,16 @@ func (b *backend) pathRoleTasksList(ctx context.Context, req *logical.Request, d
 	if r == nil {
 		return nil, roleMissing(name)
 	}
+	// Listing takes up to 50 pages from SMS per project: a role deleted or
+	// changed meanwhile must not answer, as for reads.
+	return b.judgedByTheStoredRole(ctx, req.Storage, name, r, func(r *role) (*logical.Response, error) {
+		return b.listInScope(ctx, conn, r, name)
+	})
+}
 
+// listInScope pages through SMS's tasks and answers with those role r
+// allows.
+func (b *backend) listInScope(ctx context.Context, conn *connection, r *role, name string) (*logical.Response, error) {
 	keys := []string{}
 	info := map[string]any{}
 	read, skipped, complete, countMismatch := 0, 0, true, false
@@ -74,11 +83,22 @@ pages:
 				complete = false // SMS serves no deeper page
 				break
 			}
+			// Each page is a fetch, paid from the role's budget, within one
+			// request_timeout with the wait for it.
+			deadline, err := b.budgetFor(r, name, conn).take(ctx)
+			if err != nil {
+				return nil, fetchError(ctx, err)
+			}
+			pageCtx, cancel := ctx, context.CancelFunc(func() {})
+			if !deadline.IsZero() {
+				pageCtx, cancel = context.WithDeadline(ctx, deadline)
+			}
 			var page *huawei.TaskPage
-			err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
-				page, err = c.ListTasks(ctx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
+			err = b.withRetryOnRotation(pageCtx, conn, func(c *huawei.Client) (err error) {
+				page, err = c.ListTasks(pageCtx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
 				return err
 			})
+			cancel()
 			if err != nil {
 				b.upstreamFailed("task list", "", err)
 				return nil, fetchError(ctx, err)

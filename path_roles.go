@@ -3,6 +3,7 @@ package sms
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/time/rate"
 
 	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
@@ -32,11 +34,17 @@ type role struct {
 	EnterpriseProjectIDs []string `json:"enterprise_project_ids"`
 	TaskNameGlobs        []string `json:"task_name_globs"`
 	Description          string   `json:"description"`
+	// MaxUpstreamRPS is the role's own upstream budget; 0: only the mount's.
+	MaxUpstreamRPS float64 `json:"max_upstream_rps"`
 
 	// Compiled by compile; every role in memory is.
 	compiled bool
 	epSet    map[string]struct{} // EnterpriseProjectIDs, when there are many
 	names    nameMatcher
+	// limiter is made with the role and lives as long as it does: every
+	// read through this definition draws on it, and a changed role (a new
+	// value) starts a new one.
+	limiter *rate.Limiter
 }
 
 // manyValues is where sets beat scanning a slice.
@@ -52,6 +60,7 @@ func (r *role) compile() *role {
 		}
 	}
 	r.names = compileNames(r.TaskNameGlobs)
+	r.limiter = newRoleLimiter(r.MaxUpstreamRPS)
 	r.compiled = true
 	return r
 }
@@ -377,6 +386,8 @@ func pathRoles(b *backend) []*framework.Path {
 		"task_name_globs": {Type: framework.TypeCommaStringSlice,
 			Description: `Globs on task names ("*" matches any run of characters); a task must match one. A list, or a comma-separated string.`},
 		"description": {Type: framework.TypeString, Description: "What the role is for."},
+		"max_upstream_rps": {Type: framework.TypeFloat,
+			Description: "Most upstream fetches per second that reads through this role may start, on each node (0: only the mount's max_upstream_rps applies). Decimals allowed."},
 	}
 	readFields := map[string]*framework.FieldSchema{}
 	for k, v := range fields {
@@ -470,6 +481,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		"enterprise_project_ids": nonNil(r.EnterpriseProjectIDs),
 		"task_name_globs":        nonNil(r.TaskNameGlobs),
 		"description":            r.Description,
+		"max_upstream_rps":       r.MaxUpstreamRPS,
 	}}, nil
 }
 
@@ -527,6 +539,13 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			problems = append(problems, fmt.Sprintf("description must be valid UTF-8 of at most %d bytes", maxDescriptionSize))
 		}
 		r.Description = desc
+	}
+	if v, ok := d.GetOk("max_upstream_rps"); ok {
+		rps := v.(float64)
+		if math.IsNaN(rps) || rps < 0 || rps > maxUpstreamRPS {
+			problems = append(problems, fmt.Sprintf("max_upstream_rps must be between 0 (only the mount's limit) and %d", maxUpstreamRPS))
+		}
+		r.MaxUpstreamRPS = rps
 	}
 	if len(problems) == 0 && len(r.EnterpriseProjectIDs) == 0 && len(r.TaskNameGlobs) == 0 {
 		problems = append(problems, "a role must set enterprise_project_ids or task_name_globs (or both): a role without either would allow every task")

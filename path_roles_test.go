@@ -49,7 +49,7 @@ func TestRoleCRUDAndList(t *testing.T) {
 	env := newRolesEnv(t)
 	resp, status, msg := env.read("roles/team-a")
 	require.Equal(t, http.StatusOK, status, msg)
-	require.Equal(t, map[string]any{"enterprise_project_ids": []string{"ep-team-a"}, "task_name_globs": []string{}, "description": "team A"}, resp.Data)
+	require.Equal(t, map[string]any{"enterprise_project_ids": []string{"ep-team-a"}, "task_name_globs": []string{}, "description": "team A", "max_upstream_rps": 0.0}, resp.Data)
 
 	// An update changes only the fields it names.
 	status, msg = env.write("roles/team-a", map[string]any{"task_name_globs": []any{"team-a-*", " team-a-* ", "*-web*"}})

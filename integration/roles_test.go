@@ -4,11 +4,14 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 	"unicode"
 
 	"github.com/stretchr/testify/require"
@@ -208,4 +211,103 @@ func TestHiddenCharactersFromSMSReachNoTerminal(t *testing.T) {
 	for _, line := range pluginLines(t, v) {
 		requireShowable(t, "a line of the plugin's log", line)
 	}
+}
+
+// Issue 17, defect 5: an operator deletes a team's role while the team's
+// read waits on SMS; the read ends with the 404 a new read gets, not with
+// the passphrase. The same for a certkey read and a narrowed role.
+func TestRoleChangedWhileAReadWaitsThroughVault(t *testing.T) {
+	v := newVault(t, "role-inflight")
+	fake := teamsFake(t)
+	setUpTeams(t, v, fake)
+	tokenA := teamToken(t, v, "team-a")
+
+	inFlight := func(token, path string, change func()) (int, string) {
+		t.Helper()
+		before := fake.Stats().TaskRequests
+		// The ShowTask answer is computed, then held until Release.
+		require.NoError(t, fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: 200, Call: "task", Body: smsfake.BodyHold, Times: 1}))
+		var wg sync.WaitGroup
+		var code int
+		var body string
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body = v.call(token, "GET", path)
+		}()
+		waitFor(t, 10*time.Second, "the read's ShowTask to reach SMS", func() bool { return fake.Stats().TaskRequests == before+1 })
+		change()
+		fake.Release()
+		wg.Wait()
+		return code, body
+	}
+
+	code, body := inFlight(tokenA, "sms/roles/team-a/passphrase/"+roleTaskA1, func() {
+		v.root("delete", "sms/roles/team-a")
+		code, _ := v.call(v.rootToken, "GET", "sms/roles/team-a")
+		require.Equal(t, http.StatusNotFound, code)
+	})
+	require.Equal(t, http.StatusNotFound, code, "served by a deleted role")
+	require.NotContains(t, body, ppA1)
+	require.Contains(t, body, `role \"team-a\" does not exist`)
+
+	v.root("write", "sms/roles/team-a", "enterprise_project_ids=ep-team-a")
+	code, body = inFlight(v.rootToken, "sms/roles/team-a/certkey/"+roleTaskA2, func() {
+		v.root("write", "sms/roles/team-a", "enterprise_project_ids=ep-elsewhere")
+	})
+	require.Equal(t, http.StatusForbidden, code, "served by a role narrowed meanwhile")
+	require.NotContains(t, body, "PRIVATE KEY")
+}
+
+// Issue 17, defect 7: team A, with only its role's paths, reads made-up
+// ids. The "absent" markers never evict team B's cached passphrase, and
+// once team A has its own budget its probes stop at it, without reaching
+// SMS, while team B's reads go on.
+func TestTeamProbesNeitherEvictNorStarveAnotherTeamThroughVault(t *testing.T) {
+	v := newVault(t, "role-probes")
+	fake := teamsFake(t)
+	setUpTeams(t, v, fake)
+	v.root("write", "sms/config", "cache_max_entries=3", "token="+smsToken)
+	tokenA, tokenB := teamToken(t, v, "team-a"), teamToken(t, v, "team-b")
+	probe := func(i int) (int, string) {
+		return v.call(tokenA, "GET", fmt.Sprintf("sms/roles/team-a/passphrase/%08x-dead-4bee-8f00-000000000000", i))
+	}
+
+	require.Equal(t, ppB1, strings.TrimSpace(v.cliOK(tokenB, "read", "-field=passphrase", "sms/roles/team-b/passphrase/"+roleTaskB1)))
+	for i := 0; i < 20; i++ {
+		code, body := probe(i)
+		require.Equal(t, http.StatusForbidden, code, body)
+	}
+	require.Equal(t, ppB1, strings.TrimSpace(v.cliOK(tokenB, "read", "-field=passphrase", "sms/roles/team-b/passphrase/"+roleTaskB1)))
+	require.EqualValues(t, 1, fake.Stats().ByTask[roleTaskB1], "team B's passphrase was evicted by team A's probes")
+	stats, err := v.readJSON(v.rootToken, "sms/cache")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, stats["entries"])
+	require.EqualValues(t, 4, stats["task_entries"], "team B's metadata, and 3 markers (the bound)")
+
+	// Team A gets a budget of one fetch in a thousand seconds.
+	v.root("write", "sms/roles/team-a", "max_upstream_rps=0.001")
+	data, err := v.readJSON(v.rootToken, "sms/roles/team-a")
+	require.NoError(t, err)
+	require.EqualValues(t, 0.001, data["max_upstream_rps"])
+	code, body := probe(100)
+	require.Equal(t, http.StatusForbidden, code, body)
+	sent := fake.Stats().TaskRequests
+	for i := 101; i < 120; i++ {
+		code, body := probe(i)
+		require.Equal(t, http.StatusTooManyRequests, code, body)
+		require.Contains(t, body, "max_upstream_rps")
+	}
+	require.Equal(t, sent, fake.Stats().TaskRequests, "team A's probes past its budget reached SMS")
+
+	// Team B's cold reads are served meanwhile.
+	v.root("delete", "sms/passphrase/"+roleTaskB1)
+	require.Equal(t, ppB1, strings.TrimSpace(v.cliOK(tokenB, "read", "-field=passphrase", "sms/roles/team-b/passphrase/"+roleTaskB1)))
+	require.Equal(t, sent+1, fake.Stats().TaskRequests)
+
+	// A bad value is a 400 naming the field.
+	_, errOut, err := v.cli(v.rootToken, "write", "sms/roles/team-a", "max_upstream_rps=-1")
+	require.Error(t, err)
+	require.Contains(t, errOut, "max_upstream_rps")
+	require.Contains(t, errOut, "Code: 400")
 }
