@@ -33,7 +33,7 @@ func TestAttackPasswordExpiresAtInIAMsDocumentedFormats(t *testing.T) {
 				w.Header().Set("X-Subject-Token", "tok-attack-expiry-0123456789")
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusCreated)
-				fmt.Fprintf(w, `{"token":{"expires_at":%q,"issued_at":%q,"user":{"id":"u-1","name":"bot","password_expires_at":%q}}}`,
+				_, _ = fmt.Fprintf(w, `{"token":{"expires_at":%q,"issued_at":%q,"user":{"id":"u-1","name":"bot","password_expires_at":%q}}}`,
 					time.Now().UTC().Add(24*time.Hour).Format(time.RFC3339Nano), time.Now().UTC().Format(time.RFC3339Nano),
 					expires.Format(layout))
 			}))

@@ -2,6 +2,7 @@ package smsfake
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -111,7 +112,10 @@ func (s *Server) idTokenReply(r *http.Request) reply {
 		s.mu.Lock()
 		s.stats.IAMLoginFailures++
 		s.mu.Unlock()
-		te, _ := err.(*tokenError)
+		var te *tokenError
+		if !errors.As(err, &te) {
+			return iamError(http.StatusInternalServerError, "", "The ID token could not be checked.")
+		}
 		return iamError(te.status, "", "The ID token is refused: "+te.msg+".")
 	}
 	if len(idp.Subjects) > 0 && !slices.Contains(idp.Subjects, claims.Subject) {

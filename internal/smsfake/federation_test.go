@@ -44,8 +44,12 @@ func (s *signer) jwk() map[string]string {
 		return map[string]string{"kty": "RSA", "kid": s.kid, "alg": "RS256", "use": "sig",
 			"n": b64(s.rsa.N.Bytes()), "e": b64(big.NewInt(int64(s.rsa.E)).Bytes())}
 	}
+	point, err := s.ec.PublicKey.Bytes() // 0x04, X, Y
+	if err != nil {
+		panic(err)
+	}
 	return map[string]string{"kty": "EC", "kid": s.kid, "crv": "P-256", "alg": "ES256",
-		"x": b64(s.ec.X.FillBytes(make([]byte, 32))), "y": b64(s.ec.Y.FillBytes(make([]byte, 32)))}
+		"x": b64(point[1:33]), "y": b64(point[33:])}
 }
 
 func jwksOf(signers ...*signer) json.RawMessage {

@@ -34,7 +34,10 @@ func TestChangesAppliedBehindAGatewayErrorOrLate(t *testing.T) {
 	// Reset before IAM sees it: nothing changes.
 	tok := e.token("alice", "Old-pass1")
 	require.NoError(t, e.s.AddFault(Fault{Mode: FaultResetBeforeHeaders, Target: "iam", Call: callChangePassword, Times: 1}))
-	_, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(passwordRequestOf(t, e, alice, tok, "New-pass2"))
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(passwordRequestOf(t, e, alice, tok, "New-pass2"))
+	if resp != nil {
+		resp.Body.Close()
+	}
 	require.Error(t, err)
 	require.Equal(t, "Old-pass1", e.s.Password("d", "alice"))
 
@@ -42,7 +45,10 @@ func TestChangesAppliedBehindAGatewayErrorOrLate(t *testing.T) {
 	require.NoError(t, e.s.AddFault(Fault{Mode: FaultApplyLate, Target: "iam", Call: callChangePassword, Delay: Duration(20 * time.Millisecond), Times: 1}))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err = http.DefaultClient.Do(passwordRequestOf(t, e, alice, tok, "New-pass2").WithContext(ctx))
+	resp, err = http.DefaultClient.Do(passwordRequestOf(t, e, alice, tok, "New-pass2").WithContext(ctx))
+	if resp != nil {
+		resp.Body.Close()
+	}
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Eventually(t, func() bool { return e.s.Password("d", "alice") == "New-pass2" }, 5*time.Second, 5*time.Millisecond)
 	require.EqualValues(t, 1, e.s.Stats().IAMAppliedLate)

@@ -60,13 +60,13 @@ func parseJWKS(doc []byte) (jwks, error) {
 			}
 			out[k.Kid] = &rsa.PublicKey{N: n, E: int(e.Int64())}
 		case "EC":
-			x, errX := b64int(k.X)
-			y, errY := b64int(k.Y)
-			if k.Crv != "P-256" || errX != nil || errY != nil {
+			x, errX := base64.RawURLEncoding.DecodeString(k.X)
+			y, errY := base64.RawURLEncoding.DecodeString(k.Y)
+			if k.Crv != "P-256" || errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
 				return nil, fmt.Errorf("JWKS key %q: not a P-256 key", k.Kid)
 			}
-			pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-			if _, err := pub.ECDH(); err != nil {
+			pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+			if err != nil {
 				return nil, fmt.Errorf("JWKS key %q: not a point on P-256", k.Kid)
 			}
 			out[k.Kid] = pub
