@@ -190,24 +190,6 @@ func TestIDTokensIAMMustRefuse(t *testing.T) {
 	require.Equal(t, 201, status)
 }
 
-// signedTemp signs with temporary credentials: the security token is sent
-// and signed too.
-func (e *keyEnv) signedTemp(ak, sk, token string) auth {
-	return func(r *http.Request, body []byte) {
-		date := e.clock.Now().UTC().Format("20060102T150405Z")
-		r.Header.Set("X-Sdk-Date", date)
-		r.Header.Set("X-Security-Token", token)
-		names := []string{"host", "x-sdk-date", "x-security-token"}
-		sig := Signature(r.Method, r.URL.Path, r.URL.Query(), func(name string) string {
-			if name == "host" {
-				return r.URL.Host
-			}
-			return r.Header.Get(name)
-		}, names, body, date, sk)
-		r.Header.Set("Authorization", "SDK-HMAC-SHA256 Access="+ak+", SignedHeaders=host;x-sdk-date;x-security-token, Signature="+sig)
-	}
-}
-
 func assumeBody(agency, domainField, domain string, seconds int, session string) string {
 	return `{"auth":{"identity":{"methods":["assume_role"],"assume_role":{"agency_name":"` + agency + `","` + domainField + `":"` + domain +
 		`","duration_seconds":` + itoa(seconds) + `,"session_user":{"name":"` + session + `"}}}}}`

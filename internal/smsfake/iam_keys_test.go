@@ -68,18 +68,26 @@ type auth func(*http.Request, []byte)
 
 // signed signs a request with an AK/SK the way the SDK does, host and
 // X-Sdk-Date signed.
-func (e *keyEnv) signed(ak, sk string) auth {
+func (e *keyEnv) signed(ak, sk string) auth { return e.signedTemp(ak, sk, "") }
+
+// signedTemp signs with temporary credentials: the security token is sent
+// and signed too (none when token is empty).
+func (e *keyEnv) signedTemp(ak, sk, token string) auth {
 	return func(r *http.Request, body []byte) {
 		date := e.clock.Now().UTC().Format("20060102T150405Z")
 		r.Header.Set("X-Sdk-Date", date)
 		names := []string{"host", "x-sdk-date"}
+		if token != "" {
+			r.Header.Set("X-Security-Token", token)
+			names = append(names, "x-security-token")
+		}
 		sig := Signature(r.Method, r.URL.Path, r.URL.Query(), func(name string) string {
 			if name == "host" {
 				return r.URL.Host
 			}
 			return r.Header.Get(name)
 		}, names, body, date, sk)
-		r.Header.Set("Authorization", "SDK-HMAC-SHA256 Access="+ak+", SignedHeaders=host;x-sdk-date, Signature="+sig)
+		r.Header.Set("Authorization", "SDK-HMAC-SHA256 Access="+ak+", SignedHeaders="+strings.Join(names, ";")+", Signature="+sig)
 	}
 }
 
