@@ -28,7 +28,7 @@ RELEASE_TOOLS := goreleaser cyclonedx-gomod cyclonedx-reproducible
 VAULT_VERSION ?=
 
 .PHONY: all build dev dev-check test test-unit test-integration fuzz fuzz-ci bench bench-go bench-instructions bench-e2e vault fmt fmtcheck vet clean \
-	release-tools release-config release-snapshot release release-check lint-tools lint
+	release-tools release-config release-snapshot release release-sign-check release-check lint-tools lint
 
 all: fmtcheck vet build test
 
@@ -117,6 +117,11 @@ release-snapshot:
 release:
 	scripts/goreleaser.sh release --clean
 	scripts/release-files.sh dist
+
+# make release-snapshot signed with a throwaway key, and the signature
+# verified as the README tells users to (run by .ci/run).
+release-sign-check:
+	scripts/check-signing.sh
 
 # Builds this commit twice (here into dist/snapshot/, and in a fresh clone
 # with its own build cache, SBOM tools, time zone and locale) for linux/amd64
