@@ -24,7 +24,7 @@ set -euo pipefail
 # The oldest Vault the whole integration suite passed on (README, "Vault
 # versions"): lower it only when the suite has passed on that release
 # (make test-integration VAULT_VERSION=x.y.z).
-oldest_proven=1.19.5
+oldest_proven=1.16.3
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 vault_of() { sed -n 's/^[[:space:]]*github.com\/hashicorp\/vault v\([0-9.]*\).*/\1/p' "$1/go.mod" | head -n1; }
