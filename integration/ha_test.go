@@ -27,6 +27,57 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 		Tasks:      map[string]string{"demo-task-0001": passphrase, taskA: "team-a-passphrase-77", taskB: "team-b-passphrase-88"},
 	})
 
+	nodes := startRaftCluster(t)
+	leader := nodes[0]
+	leader.register(version1)
+	leader.mount("sms", fake, smsToken, "cache_ttl=2m")
+	leader.root("write", "sms/config", "request_timeout=9s")
+	leader.root("write", "sms/roles/ops", "enterprise_project_ids=0", "task_name_globs=demo-*")
+	// An access key that the leader rotates before it is lost: the new key
+	// must reach the node that takes over.
+	leader.root("secrets", "enable", "-path=sms-aksk", pluginName)
+	leader.root("write", "sms-aksk/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
+		"access_key="+rotAK, "secret_key="+rotSK)
+	leader.root("write", "-f", "sms-aksk/config/rotate-root")
+	require.False(t, fake.KeyWorks(rotAK, rotSK), "the old key is gone at IAM")
+	for _, k := range fake.Keys(rotDomain, rotUser) {
+		neverLog(k.Secret)
+	}
+
+	standby := nodes[1]
+	require.False(t, isActive(standby))
+	require.Equal(t, passphrase, strings.TrimSpace(standby.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")),
+		"a standby forwards the read to the active node")
+	require.Equal(t, passphrase, strings.TrimSpace(standby.root("read", "-field=passphrase", "sms/roles/ops/passphrase/demo-task-0001")),
+		"and a role read")
+
+	leader.kill()
+	survivors := nodes[1:]
+	active := waitForNewActive(t, survivors)
+	t.Logf("%s took over", active.name)
+
+	for _, n := range survivors {
+		data, err := n.readJSON(n.rootToken, "sms/config")
+		require.NoError(t, err, n.name)
+		require.Equal(t, fake.URL, data["endpoint"], n.name)
+		require.EqualValues(t, 120, data["cache_ttl"], n.name)
+		require.EqualValues(t, 9, data["request_timeout"], "the last write before the failover is kept")
+		require.Equal(t, true, data["token_set"])
+		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")), n.name)
+		role, err := n.readJSON(n.rootToken, "sms/roles/ops")
+		require.NoError(t, err, n.name)
+		require.Equal(t, []any{"demo-*"}, role["task_name_globs"], "the role written before the failover is kept")
+		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/roles/ops/passphrase/demo-task-0001")), n.name)
+		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms-aksk/passphrase/demo-task-0001")),
+			"%s serves with the rotated key", n.name)
+	}
+}
+
+// startRaftCluster starts three Vault servers with integrated storage on
+// 127.0.0.1, initialised through the first, which is active; every node is
+// unsealed and a voter, and holds the root token and unseal key.
+func startRaftCluster(t *testing.T) []*vaultServer {
+	t.Helper()
 	// Ports first: every node's retry_join names the others.
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	var nodes []*vaultServer
@@ -57,30 +108,12 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 		return err == nil && strings.Count(out, `"voter": true`) == 3
 	})
 
-	leader.register(version1)
-	leader.mount("sms", fake, smsToken, "cache_ttl=2m")
-	leader.root("write", "sms/config", "request_timeout=9s")
-	leader.root("write", "sms/roles/ops", "enterprise_project_ids=0", "task_name_globs=demo-*")
-	// An access key that the leader rotates before it is lost: the new key
-	// must reach the node that takes over.
-	leader.root("secrets", "enable", "-path=sms-aksk", pluginName)
-	leader.root("write", "sms-aksk/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
-		"access_key="+rotAK, "secret_key="+rotSK)
-	leader.root("write", "-f", "sms-aksk/config/rotate-root")
-	require.False(t, fake.KeyWorks(rotAK, rotSK), "the old key is gone at IAM")
-	for _, k := range fake.Keys(rotDomain, rotUser) {
-		neverLog(k.Secret)
-	}
+	return nodes
+}
 
-	standby := nodes[1]
-	require.False(t, isActive(standby))
-	require.Equal(t, passphrase, strings.TrimSpace(standby.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")),
-		"a standby forwards the read to the active node")
-	require.Equal(t, passphrase, strings.TrimSpace(standby.root("read", "-field=passphrase", "sms/roles/ops/passphrase/demo-task-0001")),
-		"and a role read")
-
-	leader.kill()
-	survivors := nodes[1:]
+// waitForNewActive waits until one of the survivors leads, and returns it.
+func waitForNewActive(t *testing.T, survivors []*vaultServer) *vaultServer {
+	t.Helper()
 	var active *vaultServer
 	waitFor(t, 90*time.Second, "a new active node", func() bool {
 		for _, n := range survivors {
@@ -91,23 +124,7 @@ func TestRaftClusterSurvivesLosingTheActiveNode(t *testing.T) {
 		}
 		return false
 	})
-	t.Logf("%s took over", active.name)
-
-	for _, n := range survivors {
-		data, err := n.readJSON(n.rootToken, "sms/config")
-		require.NoError(t, err, n.name)
-		require.Equal(t, fake.URL, data["endpoint"], n.name)
-		require.EqualValues(t, 120, data["cache_ttl"], n.name)
-		require.EqualValues(t, 9, data["request_timeout"], "the last write before the failover is kept")
-		require.Equal(t, true, data["token_set"])
-		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")), n.name)
-		role, err := n.readJSON(n.rootToken, "sms/roles/ops")
-		require.NoError(t, err, n.name)
-		require.Equal(t, []any{"demo-*"}, role["task_name_globs"], "the role written before the failover is kept")
-		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms/roles/ops/passphrase/demo-task-0001")), n.name)
-		require.Equal(t, passphrase, strings.TrimSpace(n.root("read", "-field=passphrase", "sms-aksk/passphrase/demo-task-0001")),
-			"%s serves with the rotated key", n.name)
-	}
+	return active
 }
 
 // sysState reads an unauthenticated status endpoint; sys/health answers a
