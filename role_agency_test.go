@@ -180,17 +180,25 @@ func TestAgencyCredentialsAreSharedRenewedAndDropped(t *testing.T) {
 
 func TestAgencyRefusalsAre502NamingIAMAndRemembered(t *testing.T) {
 	env := newAgencyEnv(t)
-	for name, change := range map[string]func(){
-		"not trusted": func() {
-			env.fake.SetAgency(smsfake.Agency{Name: agencyA, Domain: teamAAcct, Trusted: []string{"someone-else"}})
-		},
-		"unknown agency": func() { env.fake.DeleteAgency(teamAAcct, agencyA) },
-		"no operator right": func() {
-			env.fake.SetPermissions(rootAccount, testUser, &smsfake.Permissions{})
-		},
+	for _, tc := range []struct {
+		name     string
+		change   func()
+		teamBToo bool // the refusal is of the engine's identity, not of one agency
+	}{
+		{"not trusted", func() {
+			require.NoError(t, env.fake.SetAgency(smsfake.Agency{Name: agencyA, Domain: teamAAcct, Trusted: []string{"someone-else"}}))
+		}, false},
+		{"unknown agency", func() { env.fake.DeleteAgency(teamAAcct, agencyA) }, false},
+		{"no operator right", func() { env.fake.SetPermissions(rootAccount, testUser, &smsfake.Permissions{}) }, true},
 	} {
+		name, change := tc.name, tc.change
 		t.Run(name, func(t *testing.T) {
 			change()
+			defer func() {
+				require.NoError(t, env.fake.SetAgency(smsfake.Agency{Name: agencyA, Domain: teamAAcct, Trusted: []string{rootAccount},
+					Permissions: &smsfake.Permissions{Actions: []string{"sms:server:*"}, EnterpriseProjects: []string{"ep-a"}}}))
+				env.fake.SetPermissions(rootAccount, testUser, &smsfake.Permissions{AgentOperator: true})
+			}()
 			// A config write drops every credential and the remembered refusal.
 			status, msg := env.write("config", map[string]any{"password": testPassword, "cache_ttl": 0})
 			require.Equal(t, http.StatusNoContent, status, msg)
@@ -204,13 +212,15 @@ func TestAgencyRefusalsAre502NamingIAMAndRemembered(t *testing.T) {
 				require.Equal(t, http.StatusBadGateway, status)
 			}
 			require.Equal(t, calls, assumeRoleCalls(env), "a refusal is remembered")
-			// Team B is not affected.
+			// Another team's agency is not affected, unless the engine's
+			// own identity lost its right to assume any.
 			_, status, msg = env.read("roles/team-b/passphrase/" + taskOfB)
-			require.Equal(t, http.StatusOK, status, msg)
-			// Restore.
-			require.NoError(t, env.fake.SetAgency(smsfake.Agency{Name: agencyA, Domain: teamAAcct, Trusted: []string{rootAccount},
-				Permissions: &smsfake.Permissions{Actions: []string{"sms:server:*"}, EnterpriseProjects: []string{"ep-a"}}}))
-			env.fake.SetPermissions(rootAccount, testUser, &smsfake.Permissions{AgentOperator: true})
+			if tc.teamBToo {
+				require.Equal(t, http.StatusBadGateway, status, msg)
+				require.Contains(t, msg, "Agent Operator")
+			} else {
+				require.Equal(t, http.StatusOK, status, msg)
+			}
 		})
 	}
 }
