@@ -116,6 +116,8 @@ func (s *tokenSource) assume(ctx context.Context, parent *Client, a Agency) (obt
 		return obtained{}, err
 	}
 	k.notFound = ""
+	// IAM issued the credentials being replaced: its answer may quote them.
+	k.redact = s.held()
 
 	start := s.c.now()
 	ans, err := parent.do(ctx, k)

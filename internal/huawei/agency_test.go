@@ -379,3 +379,31 @@ func TestAgencyRenewalsStopWhenTheParentCloses(t *testing.T) {
 	e.srv.Close()
 	goleak.VerifyNone(t, ignore)
 }
+
+// IAM issued the credentials a renewal replaces: its refusal of the renewal
+// quoting them gets them into no error or log line.
+func TestAgencyRenewalRefusalQuotingTheCurrentCredentialsIsRedacted(t *testing.T) {
+	e := newFedEnv(t, nil)
+	d := e.client(MethodAccessKey, nil).WithAgency(teamA)
+	cred, err := d.current(t)
+	require.NoError(t, err)
+	var refused atomic.Int32
+	e.echo.Store(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.URL.Path != "/v3.0/OS-CREDENTIAL/securitytokens" {
+			return false
+		}
+		refused.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = fmt.Fprintf(w, `{"error":{"code":403,"message":"not again: %s %s","title":"Forbidden"}}`, string(cred.secret), cred.securityToken[:200])
+		return true
+	})
+	e.clock.Add(55 * time.Minute)
+	require.NoError(t, e.read(d))
+	e.waitRenewed(d)
+	require.EqualValues(t, 1, refused.Load())
+	logs := e.logs.String()
+	require.Contains(t, logs, "IAM refused to let the engine assume an agency")
+	requireNoPiece(t, logs, string(cred.secret), "the log")
+	requireNoPiece(t, logs, cred.securityToken[:200], "the log")
+}
