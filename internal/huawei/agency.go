@@ -62,6 +62,7 @@ func (c *Client) WithAgency(a Agency) *Client {
 	s := &tokenSource{
 		c:          d,
 		noun:       "agency credentials",
+		what:       "the agency's temporary credentials",
 		refusedLog: "IAM refused to let the engine assume an agency; IAM is not asked for it again until the backoff passes or the config is written",
 		why:        "so that reads do not flood it",
 	}

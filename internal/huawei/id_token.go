@@ -19,6 +19,7 @@ func newIDTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
 	s := &tokenSource{
 		c:          c,
 		noun:       "IAM token",
+		what:       "a token",
 		refusedLog: "IAM refused the ID token; no exchange is attempted until the backoff passes or the config is written",
 		why:        "so that refused exchanges do not flood it",
 	}
