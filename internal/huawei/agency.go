@@ -62,6 +62,7 @@ func (c *Client) WithAgency(a Agency) *Client {
 	s := &tokenSource{
 		c:          d,
 		noun:       "agency credentials",
+		what:       "the agency's temporary credentials",
 		refusedLog: "IAM refused to let the engine assume an agency; IAM is not asked for it again until the backoff passes or the config is written",
 		why:        "so that reads do not flood it",
 	}
@@ -116,6 +117,8 @@ func (s *tokenSource) assume(ctx context.Context, parent *Client, a Agency) (obt
 		return obtained{}, err
 	}
 	k.notFound = ""
+	// IAM issued the credentials being replaced: its answer may quote them.
+	k.redact = s.held()
 
 	start := s.c.now()
 	ans, err := parent.do(ctx, k)

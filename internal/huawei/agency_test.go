@@ -379,3 +379,65 @@ func TestAgencyRenewalsStopWhenTheParentCloses(t *testing.T) {
 	e.srv.Close()
 	goleak.VerifyNone(t, ignore)
 }
+
+// IAM issued the credentials a renewal replaces: its refusal of the renewal
+// quoting them gets them into no error or log line.
+func TestAgencyRenewalRefusalQuotingTheCurrentCredentialsIsRedacted(t *testing.T) {
+	e := newFedEnv(t, nil)
+	d := e.client(MethodAccessKey, nil).WithAgency(teamA)
+	cred, err := d.current(t)
+	require.NoError(t, err)
+	var refused atomic.Int32
+	e.echo.Store(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.URL.Path != "/v3.0/OS-CREDENTIAL/securitytokens" {
+			return false
+		}
+		refused.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = fmt.Fprintf(w, `{"error":{"code":403,"message":"not again: %s %s","title":"Forbidden"}}`, string(cred.secret), cred.securityToken[:200])
+		return true
+	})
+	e.clock.Add(55 * time.Minute)
+	require.NoError(t, e.read(d))
+	e.waitRenewed(d)
+	require.EqualValues(t, 1, refused.Load())
+	logs := e.logs.String()
+	require.Contains(t, logs, "IAM refused to let the engine assume an agency")
+	requireNoPiece(t, logs, string(cred.secret), "the log")
+	requireNoPiece(t, logs, cred.securityToken[:200], "the log")
+}
+
+// Temporary credentials SMS rejects are replaced with the parent's token;
+// when IAM rejects that token too, the parent gets a new one, once, and the
+// read still succeeds.
+func TestAgencyRenewalRenewsARevokedParentToken(t *testing.T) {
+	e := newFedEnv(t, nil)
+	c := e.client(MethodIDToken, func(o *Options) { o.MaxRPS = 1000 })
+	d := c.WithAgency(teamA)
+	require.Same(t, c.limiter, d.limiter, "max_upstream_rps is the mount's total")
+	require.NoError(t, e.read(d))
+	e.fake.RevokeTokens()
+	e.fake.ExpireTemporaryKeys()
+	require.NoError(t, e.read(d))
+	require.EqualValues(t, 2, e.exchanges())
+	require.EqualValues(t, 3, e.assumes(), "the first, one refused with the revoked token, the new one")
+	calls := e.fake.Calls()
+	require.Equal(t, http.StatusOK, calls[len(calls)-1].Status)
+	require.Equal(t, teamSession, calls[len(calls)-1].Session)
+}
+
+// A read that IAM keeps waiting fails at its own deadline, saying what
+// IAM did not issue.
+func TestAgencyReadDeadlineWhileIAMIsSlow(t *testing.T) {
+	e := newFedEnv(t, nil)
+	require.NoError(t, e.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultSlowHeaders, Target: "iam", Call: "security-token",
+		Delay: smsfake.Duration(time.Minute), Times: 1}))
+	d := e.client(MethodAccessKey, nil).WithAgency(teamA)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := d.Passphrase(ctx, fedTask)
+	herr := asHuaweiError(t, err)
+	require.Equal(t, KindTimeout, herr.Kind)
+	require.Equal(t, "IAM did not issue the agency's temporary credentials before the read's deadline", herr.Error())
+}

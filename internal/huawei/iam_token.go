@@ -40,9 +40,11 @@ type tokenSource struct {
 	c     *Client
 	login func(ctx context.Context) (obtained, error)
 	gate  func(ctx context.Context) error
-	// noun names what the source holds in log lines; refusedLog is the
-	// line logged once per refusal, why the reason a refusal is remembered.
+	// noun names what the source holds at the start of a log line, what
+	// within an error; refusedLog is the line logged once per refusal, why
+	// the reason a refusal is remembered.
 	noun       string
+	what       string
 	refusedLog string
 	why        string
 
@@ -83,6 +85,7 @@ func newTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
 		domainName: opts.DomainName,
 		gate:       opts.LoginGate,
 		noun:       "IAM token",
+		what:       "a token",
 		refusedLog: "IAM refused the engine's credentials; no login is attempted until the backoff passes or the config is written",
 		why:        "so that the user is not locked out",
 	}
@@ -151,7 +154,7 @@ func (s *tokenSource) current(ctx context.Context) (credential, error) {
 		}
 		return res.Val.(credential), nil
 	case <-ctx.Done():
-		return credential{}, &Error{Kind: KindTimeout, Service: "IAM", Detail: "did not issue a " + s.noun + " before the read's deadline"}
+		return credential{}, &Error{Kind: KindTimeout, Service: "IAM", Detail: "did not issue " + s.what + " before the read's deadline"}
 	}
 }
 

@@ -19,6 +19,7 @@ func newIDTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
 	s := &tokenSource{
 		c:          c,
 		noun:       "IAM token",
+		what:       "a token",
 		refusedLog: "IAM refused the ID token; no exchange is attempted until the backoff passes or the config is written",
 		why:        "so that refused exchanges do not flood it",
 	}
@@ -66,7 +67,7 @@ func (s *tokenSource) exchange(ctx context.Context, url string, opts Options) (o
 		// The engine guarantees the text is safe to show.
 		return obtained{}, &Error{Kind: KindRefused, Service: "IAM", Detail: "was not asked for a token: " + err.Error()}
 	}
-	if !visibleASCII(string(jwt), maxIDTokenLength) {
+	if !visibleASCII(string(jwt), maxIDTokenLength) || strings.Count(string(jwt), ".") != 2 {
 		return obtained{}, &Error{Kind: KindRefused, Service: "IAM", Detail: "was not asked for a token: the ID token is empty or not a compact JWS"}
 	}
 	s.mu.Lock()

@@ -310,3 +310,15 @@ func TestIDTokenMethodNeedsAnIDTokenAndIAM(t *testing.T) {
 	_, err = New(Options{Endpoint: "https://sms.example.test", IAMEndpoint: "https://iam.example.test", Method: MethodIDToken, IDPID: "x"})
 	require.Error(t, err)
 }
+
+func TestIDTokenThatIsNotACompactJWSIsNotSent(t *testing.T) {
+	for _, jwt := range []string{"", "a.b", "a.b.c.d", "a.b c.d", strings.Repeat("a", maxIDTokenLength) + ".b.c"} {
+		e := newFedEnv(t, nil)
+		e.setJWT(jwt, nil)
+		c := e.client(MethodIDToken, nil)
+		herr := asHuaweiError(t, e.read(c))
+		require.Equal(t, KindRefused, herr.Kind)
+		require.Equal(t, "was not asked for a token: the ID token is empty or not a compact JWS", herr.Detail)
+		require.Zero(t, e.exchanges())
+	}
+}
