@@ -27,12 +27,12 @@ const (
 	// envIDTokenFile names a file holding the JWT, read afresh for every
 	// exchange (a Kubernetes projected service-account token is rotated by
 	// the kubelet): vault plugin register -env SMS_ID_TOKEN_FILE=/path ...
-	envIDTokenFile = "SMS_ID_TOKEN_FILE"
+	envIDTokenFile = "SMS_ID_TOKEN_FILE" //nolint:gosec // G101: the name of an environment variable, not a credential
 	// envIDTokenHosts lists, comma-separated, the domains whose hosts may
 	// receive the JWT (iam_endpoint) and the IAM token it buys (endpoint),
 	// besides loopback. Default: Huawei Cloud's public API domains.
-	envIDTokenHosts     = "SMS_ID_TOKEN_HOSTS"
-	defaultIDTokenHosts = "myhuaweicloud.com,myhuaweicloud.eu"
+	envIDTokenHosts     = "SMS_ID_TOKEN_HOSTS"                 //nolint:gosec // G101: a variable's name, not a credential
+	defaultIDTokenHosts = "myhuaweicloud.com,myhuaweicloud.eu" //nolint:gosec // G101: domains, not a credential
 
 	maxIDTokenFile = 16 << 10
 )
@@ -109,7 +109,8 @@ func checkCompactJWS(s string) error {
 		}
 		for i := 0; i < len(p); i++ {
 			c := p[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			if !isNameChar(c) { // base64url: letters, digits, '-' and '_'
+
 				return errors.New("a compact JWS holds only base64url characters and two dots")
 			}
 		}
@@ -134,7 +135,7 @@ func checkCompactJWS(s string) error {
 func (b *backend) pluginIdentityToken(ctx context.Context, audience string, ttl time.Duration) (huawei.Secret, error) {
 	sys := b.System()
 	if sys == nil {
-		return "", errors.New("Vault's system view is not available")
+		return "", errors.New("the system view of Vault is not available")
 	}
 	resp, err := sys.GenerateIdentityToken(ctx, &pluginutil.IdentityTokenRequest{Audience: audience, TTL: ttl})
 	if err != nil {
@@ -152,7 +153,7 @@ func identityTokenError(err error) error {
 			"does not issue (Community Edition): register the plugin with -env %s=<path of a file holding the JWT> "+
 			"(for example a Kubernetes projected service-account token) instead", envIDTokenFile)
 	}
-	return fmt.Errorf("Vault did not issue a plugin identity token: %s", huawei.Printable(err.Error()))
+	return fmt.Errorf("this Vault did not issue a plugin identity token: %s", huawei.Printable(err.Error()))
 }
 
 // checkIDTokenSource is the write's check of the id_token method: a JWT
