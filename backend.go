@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -44,6 +45,7 @@ type backend struct {
 
 	logger hclog.Logger
 	now    func() time.Time
+	getenv func(string) string // the plugin process's environment (tests replace it)
 	cache  *cache
 	stats  upstreamStats
 	roles  roles
@@ -81,6 +83,8 @@ type connection struct {
 	// epoch is the cache epoch once this connection was in place: answers
 	// fetched with it may be stored under it (see readConnection).
 	epoch uint64
+	// agencies are the clients with agency credentials obtained with client.
+	agencies agencyClients
 }
 
 // readConnection starts a read: the connection, the epoch its answer is
@@ -108,8 +112,9 @@ func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	b := &backend{logger: logger, now: now, keyCheck: keyCheckBound}
+	b := &backend{logger: logger, now: now, getenv: os.Getenv, keyCheck: keyCheckBound}
 	b.cache = newCache(defaultCacheMaxEntries, now, logger)
+	b.roles.spaceFor, b.roles.changed = b.cache.spaceFor, b.roleChanged
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -251,7 +256,7 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 
 func (b *backend) newConnection(cfg *smsConfig, s logical.Storage) (*connection, error) {
 	// Built without the request's context: the client outlives this request.
-	client, err := newClient(cfg, &b.stats.requests, b.now, b.logger, b.loginGate(s, cfg.Password))
+	client, err := newClient(cfg, &b.stats.requests, b.now, b.logger, b.loginGate(s, cfg.Password), b.idTokenSource(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("building the SMS client from the stored config: %w", err)
 	}

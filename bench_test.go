@@ -30,7 +30,36 @@ type benchEnv struct {
 
 func newBenchEnv(tb testing.TB, cfg map[string]any) *benchEnv {
 	tb.Helper()
-	fake := smsfake.New(smsfake.Options{Tokens: []string{testToken}, AnyTask: true})
+	return newBenchEnvWith(tb, nil, cfg)
+}
+
+// Agency benchmarks: the engine signs with a permanent access key of a user
+// that may assume an agency of another account.
+const (
+	benchAgency  = "sms-reader"
+	benchAccount = "team-account"
+)
+
+// agencyBench is what the agency benchmarks change: a stand-in with an
+// agency trusting the access key's account, a config with that key, and a
+// role through the agency alone.
+func agencyBench(o *smsfake.Options) {
+	o.AccessKeys = map[string]string{testAccessKey: testSecretKey}
+	o.Agencies = []smsfake.Agency{{Name: benchAgency, Domain: benchAccount, Trusted: []string{"key-domain"}}}
+}
+
+var (
+	agencyConfig = map[string]any{"token": "", "access_key": testAccessKey, "secret_key": testSecretKey}
+	agencyRole   = map[string]any{"agency_name": benchAgency, "agency_domain_name": benchAccount}
+)
+
+func newBenchEnvWith(tb testing.TB, tune func(*smsfake.Options), cfg map[string]any) *benchEnv {
+	tb.Helper()
+	opts := smsfake.Options{Tokens: []string{testToken}, AnyTask: true}
+	if tune != nil {
+		tune(&opts)
+	}
+	fake := smsfake.New(opts)
 	srv := httptest.NewServer(fake)
 	tb.Cleanup(srv.Close)
 
@@ -40,7 +69,7 @@ func newBenchEnv(tb testing.TB, cfg map[string]any) *benchEnv {
 	}
 	tb.Cleanup(func() { b.Clean(context.Background()) })
 	env := &benchEnv{b: b, storage: &logical.InmemStorage{}, fake: fake, srv: srv}
-	data := map[string]any{"endpoint": srv.URL, "token": testToken}
+	data := map[string]any{"endpoint": srv.URL, "iam_endpoint": srv.URL, "token": testToken}
 	for k, v := range cfg {
 		data[k] = v
 	}
@@ -185,7 +214,7 @@ func BenchmarkCache100k(b *testing.B) {
 		for j := 0; j < entries; j++ {
 			id := fmt.Sprintf("%08x-1b4d-4c8a-9e7f-6a5b4c3d2e10", j)
 			pv := &passphraseValue{taskID: id, passphrase: fmt.Sprintf("%032x", j)}
-			if _, err := c.fetch(context.Background(), passphraseKey(id), 0, policy, nil, value(pv)); err != nil {
+			if _, err := c.fetch(context.Background(), passphraseKey(id, nil), 0, policy, nil, value(pv)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -207,11 +236,17 @@ func BenchmarkCache100k(b *testing.B) {
 // check on cached metadata, then the cached passphrase), alone, for
 // instruction counts (scripts/bench-instructions.sh). ROLE_SIZE=large uses
 // the large role of BenchmarkCachedRoleRead; ROLE_SIZE=alternating reads
-// through two such roles in turn, so that every read matches.
+// through two such roles in turn, so that every read matches;
+// ROLE_SIZE=agency reads through a role bounded by a Huawei agency alone.
 func BenchmarkCachedReadViaRole(b *testing.B) {
-	env := newBenchEnv(b, nil)
+	var env *benchEnv
 	data := map[string]any{"enterprise_project_ids": "0", "task_name_globs": "any-*"}
 	names := []string{"team-a"}
+	if os.Getenv("ROLE_SIZE") == "agency" {
+		env, data = newBenchEnvWith(b, agencyBench, agencyConfig), agencyRole
+	} else {
+		env = newBenchEnv(b, nil)
+	}
 	switch os.Getenv("ROLE_SIZE") {
 	case "large":
 		data = largeRole()
@@ -257,6 +292,13 @@ func BenchmarkCachedRoleRead(b *testing.B) {
 	b.Run("simple", func(b *testing.B) {
 		env := newBenchEnv(b, nil)
 		write(env, "team-a", map[string]any{"enterprise_project_ids": "0", "task_name_globs": "any-*"})
+		benchRoleAgainstDirect(b, env, "team-a")
+	})
+	b.Run("agency", func(b *testing.B) {
+		// The direct reads use the mount's own key, the role's reads the
+		// agency's temporary credentials: each identity has its own cache.
+		env := newBenchEnvWith(b, agencyBench, agencyConfig)
+		write(env, "team-a", agencyRole)
 		benchRoleAgainstDirect(b, env, "team-a")
 	})
 	b.Run("large", func(b *testing.B) {

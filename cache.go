@@ -26,10 +26,12 @@ const (
 	numKinds
 )
 
-// cacheKey names one cached answer: a kind of resource of one task.
+// cacheKey names one cached answer: a kind of resource of one task, as
+// fetched by one identity (sp; nil is the mount's own credential).
 type cacheKey struct {
 	kind kind
 	id   string
+	sp   *space
 }
 
 // cache is the engine's one cache of upstream answers: a bounded LRU of
@@ -50,8 +52,12 @@ type cacheKey struct {
 // at lookup, which is also what stale_if_error needs: an expired entry stays
 // usable as a fallback until cache_ttl + stale_if_error.
 type cache struct {
-	tasks  *lru.Cache[string, *record]
-	meta   *lru.Cache[string, *entry] // kindTask entries of tasks without a record
+	// The embedded space holds what the mount's own credential fetched;
+	// spaces, what each agency's temporary credentials fetched.
+	*space
+	spaces map[string]*space // by agency identity; under mu
+	size   int               // each space's bound; under mu
+
 	group  singleflight.Group
 	now    func() time.Time
 	start  time.Time
@@ -71,6 +77,55 @@ type cache struct {
 	nextFlight uint64
 
 	stats [numKinds]kindStats
+}
+
+// space is the cache of one upstream identity: answers fetched with one
+// credential are served only to reads made through that credential, so
+// that Huawei IAM decides the first access of every identity. Each space
+// has its own bounds: a team reading made-up ids through its agency can
+// evict only its own entries.
+type space struct {
+	tasks *lru.Cache[string, *record]
+	meta  *lru.Cache[string, *entry] // kindTask entries of tasks without a record
+}
+
+func newSpace(size int) *space {
+	tasks, err := lru.New[string, *record](size)
+	if err != nil {
+		panic(err) // only for size <= 0, which config validation rules out
+	}
+	meta, _ := lru.New[string, *entry](size)
+	return &space{tasks: tasks, meta: meta}
+}
+
+// spaceFor returns the space of an agency identity, made on first use. A
+// space lives as long as the backend (roles keep pointers to it); a flush
+// empties it.
+func (c *cache) spaceFor(identity string) *space {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sp := c.spaces[identity]; sp != nil {
+		return sp
+	}
+	sp := newSpace(c.size)
+	c.spaces[identity] = sp
+	return sp
+}
+
+// all calls fn for every space. The caller holds c.mu.
+func (c *cache) all(fn func(*space)) {
+	fn(c.space)
+	for _, sp := range c.spaces {
+		fn(sp)
+	}
+}
+
+// of resolves a key's space.
+func (c *cache) of(k cacheKey) *space {
+	if k.sp != nil {
+		return k.sp
+	}
+	return c.space
 }
 
 // record is what the cache holds of one task: a slot per kind, each
@@ -112,12 +167,8 @@ type cachePolicy struct {
 func (p cachePolicy) keep() time.Duration { return p.ttl + p.staleIfError }
 
 func newCache(size int, now func() time.Time, logger hclog.Logger) *cache {
-	tasks, err := lru.New[string, *record](size)
-	if err != nil {
-		panic(err) // only for size <= 0, which config validation rules out
-	}
-	meta, _ := lru.New[string, *entry](size)
-	return &cache{tasks: tasks, meta: meta, now: now, start: now(), logger: logger, flights: map[cacheKey]*flight{}}
+	return &cache{space: newSpace(size), spaces: map[string]*space{}, size: size,
+		now: now, start: now(), logger: logger, flights: map[cacheKey]*flight{}}
 }
 
 func (c *cache) clock() time.Duration { return c.now().Sub(c.start) }
@@ -126,22 +177,30 @@ func (c *cache) clock() time.Duration { return c.now().Sub(c.start) }
 // config change made during the read makes its answer unstorable.
 func (c *cache) currentEpoch() uint64 { return c.epoch.Load() }
 
-// view is one read's look at a task's record: one LRU lookup and one clock
-// reading, however many kinds the read then needs.
+// view is one read's look at a task's record in one space: one LRU lookup
+// and one clock reading, however many kinds the read then needs.
 type view struct {
 	c   *cache
+	sp  *space
 	rec *record
 	now time.Duration
 	ttl time.Duration
 }
 
-// view looks up a task, refreshing its place in the LRU.
-func (c *cache) view(id string, p cachePolicy) view {
+// view looks up a task in the mount's own space, refreshing its place in
+// the LRU.
+func (c *cache) view(id string, p cachePolicy) view { return c.viewIn(c.space, id, p) }
+
+// viewIn looks up a task in a space (nil: the mount's own).
+func (c *cache) viewIn(sp *space, id string, p cachePolicy) view {
 	if p.ttl <= 0 {
 		return view{}
 	}
-	rec, _ := c.tasks.Get(id)
-	return view{c: c, rec: rec, now: c.clock(), ttl: p.ttl}
+	if sp == nil {
+		sp = c.space
+	}
+	rec, _ := sp.tasks.Get(id)
+	return view{c: c, sp: sp, rec: rec, now: c.clock(), ttl: p.ttl}
 }
 
 // fresh returns the value of kind k if it is younger than cache_ttl, and
@@ -159,7 +218,7 @@ func (v view) freshMeta(id string) *entry {
 	if e := v.freshEntry(kindTask); e != nil || v.c == nil || v.rec != nil {
 		return e // a task with a record keeps its metadata in it
 	}
-	e, ok := v.c.meta.Get(id)
+	e, ok := v.sp.meta.Get(id)
 	if !ok || v.now-e.fetched >= v.ttl || !e.usable(v.now) {
 		return nil
 	}
@@ -319,31 +378,33 @@ func (c *cache) store(k cacheKey, v any) {
 			}
 		}
 	}
-	rec, ok := c.tasks.Peek(k.id)
+	sp := c.of(k)
+	rec, ok := sp.tasks.Peek(k.id)
 	if !ok {
 		if k.kind == kindTask {
-			c.meta.Add(k.id, e)
+			sp.meta.Add(k.id, e)
 			return
 		}
 		rec = &record{}
-		if m, ok := c.meta.Peek(k.id); ok {
+		if m, ok := sp.meta.Peek(k.id); ok {
 			rec.slots[kindTask].Store(m)
-			c.meta.Remove(k.id)
+			sp.meta.Remove(k.id)
 		}
-		c.tasks.Add(k.id, rec)
+		sp.tasks.Add(k.id, rec)
 	}
 	rec.slots[k.kind].Store(e)
 }
 
 // peek returns the entry of k without refreshing anything, wherever it is.
 func (c *cache) peek(k cacheKey) *entry {
-	if rec, ok := c.tasks.Peek(k.id); ok {
+	sp := c.of(k)
+	if rec, ok := sp.tasks.Peek(k.id); ok {
 		if e := rec.slots[k.kind].Load(); e != nil || k.kind != kindTask {
 			return e
 		}
 	}
 	if k.kind == kindTask {
-		if e, ok := c.meta.Peek(k.id); ok {
+		if e, ok := sp.meta.Peek(k.id); ok {
 			return e
 		}
 	}
@@ -368,20 +429,22 @@ func (c *cache) run(ctx context.Context, fetchFn func(context.Context) (any, err
 	return fetchFn(ctx)
 }
 
-// evictTask drops everything cached of a task, and makes its fetches in
-// flight unstorable and unjoinable.
+// evictTask drops everything cached of a task, in every space, and makes
+// its fetches in flight unstorable and unjoinable.
 func (c *cache) evictTask(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.evictions.Add(1)
-	for k := kind(0); k < numKinds; k++ {
-		if f := c.flights[cacheKey{k, id}]; f != nil {
+	for k, f := range c.flights {
+		if k.id == id {
 			f.stale = true
-			delete(c.flights, cacheKey{k, id})
+			delete(c.flights, k)
 		}
 	}
-	c.tasks.Remove(id)
-	c.meta.Remove(id)
+	c.all(func(sp *space) {
+		sp.tasks.Remove(id)
+		sp.meta.Remove(id)
+	})
 }
 
 // flush drops every entry and makes every fetch in flight unstorable and
@@ -395,14 +458,22 @@ func (c *cache) flush() {
 		f.stale = true
 		delete(c.flights, k)
 	}
-	c.tasks.Purge()
-	c.meta.Purge()
+	c.all(func(sp *space) {
+		sp.tasks.Purge()
+		sp.meta.Purge()
+	})
 }
 
-// resize bounds records and meta alike: each to cache_max_entries.
+// resize bounds records and meta alike, in each space: each to
+// cache_max_entries.
 func (c *cache) resize(size int) {
-	c.tasks.Resize(size)
-	c.meta.Resize(size)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.size = size
+	c.all(func(sp *space) {
+		sp.tasks.Resize(size)
+		sp.meta.Resize(size)
+	})
 }
 
 // removeExpired drops entries too old to be served even as stale, so that
@@ -412,8 +483,12 @@ func (c *cache) removeExpired(p cachePolicy) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock()
-	for _, id := range c.tasks.Keys() {
-		rec, ok := c.tasks.Peek(id)
+	c.all(func(sp *space) { sp.removeExpired(now, p) })
+}
+
+func (sp *space) removeExpired(now time.Duration, p cachePolicy) {
+	for _, id := range sp.tasks.Keys() {
+		rec, ok := sp.tasks.Peek(id)
 		if !ok {
 			continue
 		}
@@ -428,28 +503,32 @@ func (c *cache) removeExpired(p cachePolicy) {
 			}
 		}
 		if empty {
-			c.tasks.Remove(id)
+			sp.tasks.Remove(id)
 		}
 	}
-	for _, id := range c.meta.Keys() {
-		if e, ok := c.meta.Peek(id); ok && (now-e.fetched >= p.keep() || !e.usable(now)) {
-			c.meta.Remove(id)
+	for _, id := range sp.meta.Keys() {
+		if e, ok := sp.meta.Peek(id); ok && (now-e.fetched >= p.keep() || !e.usable(now)) {
+			sp.meta.Remove(id)
 		}
 	}
 }
 
-// lenByKind counts the entries of each kind.
+// lenByKind counts the entries of each kind, in every space.
 func (c *cache) lenByKind() [numKinds]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var out [numKinds]int
-	for _, id := range c.tasks.Keys() {
-		if rec, ok := c.tasks.Peek(id); ok {
-			for k := range rec.slots {
-				if rec.slots[k].Load() != nil {
-					out[k]++
+	c.all(func(sp *space) {
+		for _, id := range sp.tasks.Keys() {
+			if rec, ok := sp.tasks.Peek(id); ok {
+				for k := range rec.slots {
+					if rec.slots[k].Load() != nil {
+						out[k]++
+					}
 				}
 			}
 		}
-	}
-	out[kindTask] += c.meta.Len()
+		out[kindTask] += sp.meta.Len()
+	})
 	return out
 }

@@ -17,7 +17,7 @@ func cacheGet(c *cache, id string, epoch uint64, p cachePolicy, fetch func(conte
 	if v, ok := c.view(id, p).fresh(kindPassphrase); ok {
 		return answer{value: v}, nil
 	}
-	return c.fetch(context.Background(), passphraseKey(id), epoch, p, nil, fetch)
+	return c.fetch(context.Background(), passphraseKey(id, nil), epoch, p, nil, fetch)
 }
 
 func (c *cache) len() int { return c.lenByKind()[kindPassphrase] }
@@ -71,7 +71,7 @@ func TestReaderThatMissedJustBeforeAStoreTakesTheStoredAnswer(t *testing.T) {
 	_, err := cacheGet(c, "t", c.currentEpoch(), policy, value("first"))
 	require.NoError(t, err)
 
-	ans, err := c.fetch(context.Background(), passphraseKey("t"), c.currentEpoch(), policy, nil, func(context.Context) (any, error) {
+	ans, err := c.fetch(context.Background(), passphraseKey("t", nil), c.currentEpoch(), policy, nil, func(context.Context) (any, error) {
 		t.Error("asked upstream again")
 		return "second", nil
 	})
@@ -80,7 +80,7 @@ func TestReaderThatMissedJustBeforeAStoreTakesTheStoredAnswer(t *testing.T) {
 
 	// Not an expired entry, though, and not after an eviction.
 	c.evictTask("t")
-	ans, err = c.fetch(context.Background(), passphraseKey("t"), c.currentEpoch(), policy, nil, value("after-evict"))
+	ans, err = c.fetch(context.Background(), passphraseKey("t", nil), c.currentEpoch(), policy, nil, value("after-evict"))
 	require.NoError(t, err)
 	require.Equal(t, "after-evict", ans.value)
 }

@@ -31,7 +31,9 @@ type upstreamStats struct {
 // request's context: it outlives the request that caused it.
 // loginGate, when not nil, is asked before every login (see
 // backend.loginGate); the settle's own probes go without one.
-func newClient(cfg *smsConfig, requests *atomic.Uint64, now func() time.Time, logger hclog.Logger, loginGate func(context.Context) error) (*huawei.Client, error) {
+// idToken is the id_token method's JWT source (see backend.idTokenSource).
+func newClient(cfg *smsConfig, requests *atomic.Uint64, now func() time.Time, logger hclog.Logger, loginGate func(context.Context) error,
+	idToken func(context.Context) (huawei.Secret, error)) (*huawei.Client, error) {
 	return huawei.New(huawei.Options{
 		Endpoint:      cfg.endpointURL(),
 		IAMEndpoint:   cfg.IAMEndpoint,
@@ -46,6 +48,8 @@ func newClient(cfg *smsConfig, requests *atomic.Uint64, now func() time.Time, lo
 		Username:      cfg.Username,
 		Password:      cfg.Password,
 		DomainName:    cfg.DomainName,
+		IDPID:         cfg.IDPID,
+		IDToken:       idToken,
 		Timeout:       cfg.RequestTimeout,
 		MaxRetries:    cfg.MaxRetries,
 		MaxRPS:        cfg.MaxUpstreamRPS,

@@ -24,6 +24,7 @@ const (
 	authMethodToken     = huawei.MethodToken
 	authMethodAccessKey = huawei.MethodAccessKey
 	authMethodPassword  = huawei.MethodPassword
+	authMethodIDToken   = huawei.MethodIDToken
 )
 
 // Defaults and bounds of the tunable settings. The bounds exist to turn typos
@@ -56,6 +57,11 @@ const (
 	maxSecretKeyLength = 256
 	maxNameLength      = 255
 	maxPasswordLength  = 1024
+	maxAudienceLength  = 255
+	// Bounds of identity_token_ttl: Vault's own keys cap it further.
+	minIdentityTokenTTL     = time.Minute
+	maxIdentityTokenTTL     = 24 * time.Hour
+	defaultIdentityTokenTTL = time.Hour
 )
 
 var (
@@ -90,6 +96,15 @@ type smsConfig struct {
 	Password    secret `json:"password,omitempty"`
 	DomainName  string `json:"domain_name,omitempty"`
 
+	// Method 4: an OpenID Connect ID token exchanged for an IAM token
+	// (POST /v3.0/OS-AUTH/id-token/tokens), scoped by ProjectID, DomainID or
+	// DomainName. The JWT is never stored: it comes from the file that
+	// whoever registered the plugin named (SMS_ID_TOKEN_FILE), or from
+	// Vault Enterprise's plugin identity tokens.
+	IDPID                 string        `json:"idp_id,omitempty"`
+	IdentityTokenAudience string        `json:"identity_token_audience,omitempty"`
+	IdentityTokenTTL      time.Duration `json:"identity_token_ttl,omitempty"`
+
 	// Root-credential rotation (sms/config/rotate-root).
 	PasswordPolicy string        `json:"password_policy,omitempty"` // a Vault password policy for new passwords
 	RotationPeriod time.Duration `json:"rotation_period"`           // 0: no scheduled rotation
@@ -118,11 +133,12 @@ type smsConfig struct {
 
 func defaultConfig() *smsConfig {
 	return &smsConfig{
-		IAMEndpoint:     defaultIAMEndpoint,
-		CacheTTL:        defaultCacheTTL,
-		CacheMaxEntries: defaultCacheMaxEntries,
-		RequestTimeout:  defaultRequestTimeout,
-		MaxRetries:      defaultMaxRetries,
+		IAMEndpoint:      defaultIAMEndpoint,
+		IdentityTokenTTL: defaultIdentityTokenTTL,
+		CacheTTL:         defaultCacheTTL,
+		CacheMaxEntries:  defaultCacheMaxEntries,
+		RequestTimeout:   defaultRequestTimeout,
+		MaxRetries:       defaultMaxRetries,
 	}
 }
 
@@ -160,15 +176,25 @@ func (c *smsConfig) methodsInUse() []methodFields {
 			out = append(out, methodFields{name: name, set: set})
 		}
 	}
+	// project_id, domain_id and domain_name scope the ID token method's
+	// token when idp_id (or its token source) is set, and belong to the
+	// access key and password methods otherwise.
+	idToken := c.IDPID != "" || c.IdentityTokenAudience != ""
 	add(authMethodToken, map[string]bool{"token": c.Token != ""})
-	add(authMethodAccessKey, map[string]bool{
-		"access_key": c.AccessKey != "", "secret_key": c.SecretKey != "",
-		"security_token": c.SecurityToken != "", "project_id": c.ProjectID != "",
-		"domain_id": c.DomainID != "",
-	})
-	add(authMethodPassword, map[string]bool{
-		"username": c.Username != "", "password": c.Password != "", "domain_name": c.DomainName != "",
-	})
+	ak := map[string]bool{"access_key": c.AccessKey != "", "secret_key": c.SecretKey != "", "security_token": c.SecurityToken != ""}
+	pw := map[string]bool{"username": c.Username != "", "password": c.Password != ""}
+	if !idToken {
+		ak["project_id"], ak["domain_id"] = c.ProjectID != "", c.DomainID != ""
+		pw["domain_name"] = c.DomainName != ""
+	}
+	add(authMethodAccessKey, ak)
+	add(authMethodPassword, pw)
+	if idToken {
+		add(authMethodIDToken, map[string]bool{
+			"idp_id": c.IDPID != "", "identity_token_audience": c.IdentityTokenAudience != "",
+			"project_id": c.ProjectID != "", "domain_id": c.DomainID != "", "domain_name": c.DomainName != "",
+		})
+	}
 	return out
 }
 
@@ -203,6 +229,11 @@ func (c *smsConfig) credentialTargets() map[string]string {
 	case authMethodAccessKey:
 		// rotate-root sends signed requests to IAM: a signature is a
 		// credential for 15 minutes.
+		t["iam_endpoint"] = normalizeURL(c.IAMEndpoint)
+	case authMethodIDToken:
+		// No secret is stored to re-supply: the hosts the JWT and its token
+		// may go to are bounded by the plugin's registration instead (see
+		// idTokenHostsAllowed).
 		t["iam_endpoint"] = normalizeURL(c.IAMEndpoint)
 	}
 	return t
@@ -341,7 +372,7 @@ func (c *smsConfig) validateCredentials() []string {
 	methods := c.methodsInUse()
 	switch len(methods) {
 	case 0:
-		return []string{"no credentials: set token, or access_key and secret_key, or username, password and domain_name"}
+		return []string{"no credentials: set token, or access_key and secret_key, or username, password and domain_name, or idp_id (the id_token method)"}
 	case 1:
 	default:
 		var parts []string
@@ -396,6 +427,50 @@ func (c *smsConfig) validateCredentials() []string {
 		if err := checkPrintable(c.DomainName, maxNameLength); c.DomainName != "" && err != nil {
 			fail("domain_name %s", err)
 		}
+	case authMethodIDToken:
+		errs = append(errs, c.validateIDToken()...)
+	}
+	return errs
+}
+
+// validateIDToken checks the id_token method's own fields; where its JWT
+// comes from is checked by the write, which knows the plugin's environment.
+func (c *smsConfig) validateIDToken() []string {
+	var errs []string
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.IDPID == "" {
+		fail("idp_id is required by the id_token method: the ID of the identity provider in IAM")
+	} else if !idPattern.MatchString(c.IDPID) {
+		fail("idp_id must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	scopes := 0
+	for _, v := range []string{c.ProjectID, c.DomainID, c.DomainName} {
+		if v != "" {
+			scopes++
+		}
+	}
+	if scopes != 1 {
+		fail("the id_token method needs exactly one scope for its token: set one of project_id, domain_id or domain_name (clear the others with empty values)")
+	}
+	if c.ProjectID != "" && !idPattern.MatchString(c.ProjectID) {
+		fail("project_id must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	if c.DomainID != "" && !idPattern.MatchString(c.DomainID) {
+		fail("domain_id must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	if err := checkPrintable(c.DomainName, maxNameLength); c.DomainName != "" && err != nil {
+		fail("domain_name %s", err)
+	}
+	if c.IAMEndpoint == "" {
+		fail("iam_endpoint is required by the id_token method")
+	}
+	if c.IdentityTokenAudience != "" {
+		if err := checkPrintable(c.IdentityTokenAudience, maxAudienceLength); err != nil {
+			fail("identity_token_audience %s", err)
+		}
+	}
+	if c.IdentityTokenTTL < minIdentityTokenTTL || c.IdentityTokenTTL > maxIdentityTokenTTL {
+		fail("identity_token_ttl must be between %s and %s", minIdentityTokenTTL, maxIdentityTokenTTL)
 	}
 	return errs
 }

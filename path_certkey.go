@@ -101,25 +101,25 @@ func (b *backend) pathCertKeyRead(ctx context.Context, req *logical.Request, d *
 	if conn == nil {
 		return resp, err
 	}
-	return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, d.Get("enable_ca_cert").(bool), nil, nil)
+	return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), nil, taskID, d.Get("enable_ca_cert").(bool), nil, nil)
 }
 
 // certKeyResponse answers with a task's certificate and keys, from the cache
 // or from SMS (spend pays for a fetch, see cache.fetch), adding warnings to
-// any the caller collected.
-func (b *backend) certKeyResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, enableCA bool, spend *budget, warnings []string) (*logical.Response, error) {
+// any the caller collected. via and v are as for passphraseResponse.
+func (b *backend) certKeyResponse(ctx context.Context, conn *connection, epoch uint64, v view, via *agencyRef, taskID string, enableCA bool, spend *budget, warnings []string) (*logical.Response, error) {
 	k := certKeyKind(enableCA)
 	var ans answer
 	if val, ok := v.fresh(k); ok {
 		ans = answer{value: val}
 	} else {
 		var err error
-		ans, err = b.cache.fetch(ctx, cacheKey{kind: k, id: taskID}, epoch, conn.policy, spend, func(ctx context.Context) (any, error) {
+		ans, err = b.cache.fetch(ctx, cacheKey{kind: k, id: taskID, sp: via.sp()}, epoch, conn.policy, spend, func(ctx context.Context) (any, error) {
 			if b.fetchHook != nil {
 				b.fetchHook()
 			}
 			var ck *huawei.CertKey
-			err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
+			err := b.withRetryOnRotation(ctx, conn, via, func(c *huawei.Client) (err error) {
 				ck, err = c.CertKey(ctx, taskID, enableCA)
 				return err
 			})

@@ -89,6 +89,15 @@ var configFields = []configField{
 	{"domain_name", &framework.FieldSchema{Type: framework.TypeString,
 		Description: "Auth method password: account (domain) name the user belongs to; the token is scoped to it."},
 		str(func(c *smsConfig, v string) { c.DomainName = v })},
+	{"idp_id", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Auth method id_token: ID of the OpenID Connect identity provider in IAM, sent as X-Idp-Id. The JWT comes from the file named by SMS_ID_TOKEN_FILE at plugin registration, or from Vault Enterprise's plugin identity tokens (identity_token_audience). Scope the token with one of project_id, domain_id or domain_name."},
+		str(func(c *smsConfig, v string) { c.IDPID = v })},
+	{"identity_token_audience", &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Auth method id_token on Vault Enterprise: audience of the plugin identity token exchanged with IAM (the identity provider's client ID). Vault Community Edition does not issue these tokens: use SMS_ID_TOKEN_FILE."},
+		str(func(c *smsConfig, v string) { c.IdentityTokenAudience = v })},
+	{"identity_token_ttl", &framework.FieldSchema{Type: framework.TypeDurationSecond, Default: int(defaultIdentityTokenTTL.Seconds()),
+		Description: "Auth method id_token on Vault Enterprise: lifetime of the plugin identity tokens (1m to 24h)."},
+		seconds(func(c *smsConfig, v time.Duration) { c.IdentityTokenTTL = v })},
 	{"password_policy", &framework.FieldSchema{Type: framework.TypeString,
 		Description: "Name of a Vault password policy (sys/policies/password) that rotate-root draws new IAM passwords from; empty: the engine's own generator."},
 		str(func(c *smsConfig, v string) { c.PasswordPolicy = v })},
@@ -132,7 +141,9 @@ func configReadSchema() map[string]*framework.FieldSchema {
 		out[name+"_set"] = &framework.FieldSchema{Type: framework.TypeBool, Description: "Whether " + name + " is set."}
 	}
 	out["auth_method"] = &framework.FieldSchema{Type: framework.TypeString,
-		Description: "The configured auth method: token, access_key or password."}
+		Description: "The configured auth method: token, access_key, password or id_token."}
+	out["id_token_file"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Auth method id_token: the JWT file named by SMS_ID_TOKEN_FILE at plugin registration, or empty (its content is never shown)."}
 	out["last_rotated"] = &framework.FieldSchema{Type: framework.TypeString,
 		Description: "When rotate-root last rotated the credential (RFC 3339), or empty."}
 	out["next_rotation"] = &framework.FieldSchema{Type: framework.TypeString,
@@ -194,6 +205,11 @@ Set endpoint (or region) and exactly one auth method:
   token                                      a static IAM token (expires after 24 hours)
   access_key, secret_key [, security_token]  AK/SK request signing
   username, password, domain_name            an IAM user; the engine obtains and renews its token
+  idp_id and one of project_id, domain_id, domain_name
+                                             an OpenID Connect ID token (from the file named by
+                                             SMS_ID_TOKEN_FILE at plugin registration, or Vault
+                                             Enterprise's plugin identity tokens) exchanged for an
+                                             IAM token; no secret is stored
 A write changes only the fields it names; clear a field with an empty value.
 Secrets (token, secret_key, security_token, password) are write-only.
 Writing or deleting the config flushes the cache. A change of endpoint, region,
@@ -262,6 +278,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"next_rotation":       rfc3339(cfg.rotationDue()),
 		"last_rotation_error": b.rotation.lastError(),
 	}}
+	b.idTokenReadFields(cfg, resp.Data)
 	resp.Data["rotation_backoff_until"] = rfc3339(b.rotation.backoffUntil())
 	for k, v := range unsettled {
 		resp.Data[k] = v
@@ -306,8 +323,18 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if len(problems) == 0 {
 		problems = cfg.validate()
 	}
+	if v, ok := req.Data["identity_token_audience"]; ok && v != "" && cfg.IdentityTokenAudience != "" {
+		// Said first, whatever else is wrong: a write asking for plugin
+		// identity tokens must learn at once whether this Vault has any.
+		if _, err := b.pluginIdentityToken(ctx, cfg.IdentityTokenAudience, cfg.IdentityTokenTTL); err != nil {
+			problems = append([]string{err.Error()}, problems...)
+		}
+	}
 	if len(problems) == 0 && stored != nil {
 		problems = resuppliedSecrets(stored, cfg, req.Data)
+	}
+	if len(problems) == 0 && cfg.authMethod() == authMethodIDToken {
+		problems = b.checkIDTokenSource(cfg)
 	}
 	if len(problems) > 0 {
 		// The stored config is untouched.

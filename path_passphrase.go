@@ -94,7 +94,9 @@ type passphraseValue struct {
 	passphrase any
 }
 
-func passphraseKey(taskID string) cacheKey { return cacheKey{kind: kindPassphrase, id: taskID} }
+func passphraseKey(taskID string, via *agencyRef) cacheKey {
+	return cacheKey{kind: kindPassphrase, id: taskID, sp: via.sp()}
+}
 
 // readPassphrase serves a validated task id. A warm read is an atomic load, a
 // cache lookup and the response: nothing else.
@@ -103,14 +105,15 @@ func (b *backend) readPassphrase(ctx context.Context, req *logical.Request, task
 	if conn == nil {
 		return resp, err
 	}
-	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, nil, nil)
+	return b.passphraseResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), nil, taskID, nil, nil)
 }
 
 // passphraseResponse answers with a task's passphrase, from the cache or
 // from SMS (spend pays for a fetch, see cache.fetch), adding warnings to any
-// the caller collected.
-func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoch uint64, v view, taskID string, spend *budget, warnings []string) (*logical.Response, error) {
-	key := passphraseKey(taskID)
+// the caller collected. via is the agency the read goes through (nil: the
+// mount's own credential); v must be a view of via's space.
+func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoch uint64, v view, via *agencyRef, taskID string, spend *budget, warnings []string) (*logical.Response, error) {
+	key := passphraseKey(taskID, via)
 	if val, ok := v.fresh(kindPassphrase); ok {
 		return passphraseAnswer(val.(*passphraseValue), warnings), nil
 	}
@@ -119,7 +122,7 @@ func (b *backend) passphraseResponse(ctx context.Context, conn *connection, epoc
 			b.fetchHook()
 		}
 		var passphrase string
-		err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
+		err := b.withRetryOnRotation(ctx, conn, via, func(c *huawei.Client) (err error) {
 			passphrase, err = c.Passphrase(ctx, taskID)
 			return err
 		})

@@ -12,7 +12,9 @@ import (
 	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
 
-func taskMetaKey(taskID string) cacheKey { return cacheKey{kind: kindTask, id: taskID} }
+func taskMetaKey(taskID string, via *agencyRef) cacheKey {
+	return cacheKey{kind: kindTask, id: taskID, sp: via.sp()}
+}
 
 func pathRolePassphrase(b *backend) []*framework.Path {
 	return []*framework.Path{{
@@ -104,13 +106,14 @@ func (b *backend) pathRoleCertKeyRead(ctx context.Context, req *logical.Request,
 	seen := b.cache.evictions.Load()
 	return b.judgedByTheStoredRoleAndTask(ctx, req.Storage, name, r, seen, func(r *role) (*logical.Response, error) {
 		spend := b.budgetFor(r, name, conn)
-		if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
+		sp := r.agency.sp()
+		if err := b.checkScope(ctx, conn, epoch, b.cache.viewIn(sp, taskID, conn.policy), r, name, taskID, spend); err != nil {
 			return nil, err
 		}
 		// A new look: the scope check may have gone upstream, and what it
 		// saw may since have expired (a certificate's NotAfter) or been
 		// evicted.
-		return b.certKeyResponse(ctx, conn, epoch, b.cache.view(taskID, conn.policy), taskID, enableCA, spend, nil)
+		return b.certKeyResponse(ctx, conn, epoch, b.cache.viewIn(sp, taskID, conn.policy), r.agency, taskID, enableCA, spend, nil)
 	})
 }
 
@@ -149,7 +152,9 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 		return nil, roleMissing(name)
 	}
 	seen := b.cache.evictions.Load() // before the first look: see judgedByTheStoredRoleAndTask
-	v := b.cache.view(taskID, conn.policy)
+	// Through an agency, only what that agency fetched: IAM decides every
+	// first access of each identity.
+	v := b.cache.viewIn(r.agency.sp(), taskID, conn.policy)
 	meta := v.freshEntry(kindTask)
 	if meta != nil {
 		if !admits(r, meta) {
@@ -162,17 +167,18 @@ func (b *backend) readRolePassphrase(ctx context.Context, req *logical.Request, 
 	admitted := meta != nil // by r, from the cache: the first attempt needs only the passphrase
 	return b.judgedByTheStoredRoleAndTask(ctx, req.Storage, name, r, seen, func(r *role) (*logical.Response, error) {
 		spend := b.budgetFor(r, name, conn)
+		sp := r.agency.sp()
 		if !admitted {
-			if err := b.checkScope(ctx, conn, epoch, b.cache.view(taskID, conn.policy), r, name, taskID, spend); err != nil {
+			if err := b.checkScope(ctx, conn, epoch, b.cache.viewIn(sp, taskID, conn.policy), r, name, taskID, spend); err != nil {
 				return nil, err
 			}
 			// The scope check may have gone upstream, which takes time:
 			// look again, so that the passphrase is judged now (its TTL,
 			// an eviction meanwhile).
-			v = b.cache.view(taskID, conn.policy)
+			v = b.cache.viewIn(sp, taskID, conn.policy)
 		}
 		admitted = false
-		return b.passphraseResponse(ctx, conn, epoch, v, taskID, spend, nil)
+		return b.passphraseResponse(ctx, conn, epoch, v, r.agency, taskID, spend, nil)
 	})
 }
 
@@ -248,12 +254,12 @@ func (b *backend) checkScope(ctx context.Context, conn *connection, epoch uint64
 		}
 		return outOfScope(name, taskID)
 	}
-	ans, err := b.cache.fetch(ctx, taskMetaKey(taskID), epoch, cachePolicy{ttl: conn.policy.ttl}, spend, func(ctx context.Context) (any, error) {
+	ans, err := b.cache.fetch(ctx, taskMetaKey(taskID, r.agency), epoch, cachePolicy{ttl: conn.policy.ttl}, spend, func(ctx context.Context) (any, error) {
 		if b.fetchHook != nil {
 			b.fetchHook()
 		}
 		var t *huawei.Task
-		err := b.withRetryOnRotation(ctx, conn, func(c *huawei.Client) (err error) {
+		err := b.withRetryOnRotation(ctx, conn, r.agency, func(c *huawei.Client) (err error) {
 			t, err = c.Task(ctx, taskID)
 			return err
 		})
@@ -308,7 +314,9 @@ var absentTask = &huawei.Task{}
 // policies conditioned on enterprise projects refuse tasks outside them).
 func unreadableTask(err error) bool {
 	var e *huawei.Error
-	if !errors.As(err, &e) {
+	if !errors.As(err, &e) || e.Service != "SMS" {
+		// IAM's refusals (a login, an agency that cannot be assumed) are
+		// about the engine's credentials, not about the task.
 		return false
 	}
 	switch e.Status {

@@ -94,7 +94,7 @@ pages:
 				pageCtx, cancel = context.WithDeadline(ctx, deadline)
 			}
 			var page *huawei.TaskPage
-			err = b.withRetryOnRotation(pageCtx, conn, func(c *huawei.Client) (err error) {
+			err = b.withRetryOnRotation(pageCtx, conn, r.agency, func(c *huawei.Client) (err error) {
 				page, err = c.ListTasks(pageCtx, huawei.ListOptions{EnterpriseProjectID: ep, Limit: huawei.MaxListLimit, Offset: offset})
 				return err
 			})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -36,9 +37,17 @@ type role struct {
 	Description          string   `json:"description"`
 	// MaxUpstreamRPS is the role's own upstream budget; 0: only the mount's.
 	MaxUpstreamRPS float64 `json:"max_upstream_rps"`
+	// A Huawei agency whose temporary credentials make every upstream call
+	// of the role's reads, so that IAM enforces the role too.
+	AgencyName       string        `json:"agency_name,omitempty"`
+	AgencyDomainID   string        `json:"agency_domain_id,omitempty"`
+	AgencyDomainName string        `json:"agency_domain_name,omitempty"`
+	AgencyDuration   time.Duration `json:"agency_duration,omitempty"`
 
 	// Compiled by compile; every role in memory is.
 	compiled bool
+	name     string              // set by whoever loads or writes the role, before compile
+	agency   *agencyRef          // nil without an agency
 	epSet    map[string]struct{} // EnterpriseProjectIDs, when there are many
 	names    nameMatcher
 	// limiter is made with the role and lives as long as it does: every
@@ -61,6 +70,7 @@ func (r *role) compile() *role {
 	}
 	r.names = compileNames(r.TaskNameGlobs)
 	r.limiter = newRoleLimiter(r.MaxUpstreamRPS)
+	r.agency = newAgencyRef(r)
 	r.compiled = true
 	return r
 }
@@ -130,7 +140,10 @@ func (m *nameMatcher) match(name string) bool {
 // enterprise project matches no role that names enterprise projects.
 func (r *role) allows(t *huawei.Task) bool {
 	if len(r.EnterpriseProjectIDs) == 0 && len(r.TaskNameGlobs) == 0 {
-		return false // a role without constraints (never written so) allows nothing
+		// An agency alone bounds its role: SMS refuses, with the agency's
+		// credentials, what the agency's policy does not allow. A role with
+		// no bound at all (never written so) allows nothing.
+		return r.agency != nil && r.compiled
 	}
 	if !r.compiled {
 		return false // fail closed: a role that skipped compile matches nothing
@@ -242,6 +255,11 @@ type roles struct {
 	// that two partial updates cannot undo each other (a narrowing lost to
 	// a concurrent description change).
 	writeMu sync.Mutex
+	// spaceFor gives an agency identity its cache space; changed is told
+	// of every role replaced or dropped, to drop its agency credentials.
+	// Both run under mu.
+	spaceFor func(identity string) *space
+	changed  func(old *role)
 }
 
 // roleSnapshot maps names to the roles that exist. A
@@ -289,8 +307,13 @@ func (rs *roles) set(name string, r *role, keep bool) {
 			if n != name {
 				next.names = append(next.names, n)
 				next.roles = append(next.roles, s.roles[i])
+			} else if old := s.roles[i]; old != r && old.agency != nil && rs.changed != nil {
+				rs.changed(old)
 			}
 		}
+	}
+	if keep && r != nil && r.agency != nil && rs.spaceFor != nil {
+		r.agency.space = rs.spaceFor(r.agency.identity)
 	}
 	if keep {
 		next.names = append(next.names, name)
@@ -339,6 +362,7 @@ func loadRole(ctx context.Context, s logical.Storage, name string) (*role, error
 	if err := entry.DecodeJSON(r); err != nil {
 		return nil, fmt.Errorf("decoding role %q: %w", name, err)
 	}
+	r.name = name
 	return r.compile(), nil
 }
 
@@ -388,6 +412,14 @@ func pathRoles(b *backend) []*framework.Path {
 		"description": {Type: framework.TypeString, Description: "What the role is for."},
 		"max_upstream_rps": {Type: framework.TypeFloat,
 			Description: "Most upstream fetches per second that reads through this role may start, on each node (0: only the mount's max_upstream_rps applies). Decimals allowed."},
+		"agency_name": {Type: framework.TypeString,
+			Description: "A Huawei IAM agency: every SMS call of the role's reads is made with its temporary credentials (assume_role), obtained with the mount's credential, so that IAM enforces the agency's policy and Cloud Trace shows the role. Set with agency_domain_id or agency_domain_name; empty removes it."},
+		"agency_domain_id": {Type: framework.TypeString,
+			Description: "ID of the account (domain) that owns agency_name, the delegating account; may be another account. Set this or agency_domain_name."},
+		"agency_domain_name": {Type: framework.TypeString,
+			Description: "Name of the account (domain) that owns agency_name. Set this or agency_domain_id."},
+		"agency_duration": {Type: framework.TypeDurationSecond, Default: int(defaultAgencyDuration.Seconds()),
+			Description: "How long the agency's temporary credentials live (duration_seconds): 15m to 24h. The engine obtains new ones ahead of expiry."},
 	}
 	readFields := map[string]*framework.FieldSchema{}
 	for k, v := range fields {
@@ -395,6 +427,8 @@ func pathRoles(b *backend) []*framework.Path {
 			readFields[k] = v
 		}
 	}
+	readFields["agency_session_name"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "The session_user name the role's agency credentials are obtained under: what Huawei Cloud Trace shows next to the agency."}
 	return []*framework.Path{
 		{
 			Pattern:      "roles/?$",
@@ -477,12 +511,22 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 	if r == nil {
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
 	}
-	return &logical.Response{Data: map[string]any{
+	data := map[string]any{
 		"enterprise_project_ids": nonNil(r.EnterpriseProjectIDs),
 		"task_name_globs":        nonNil(r.TaskNameGlobs),
 		"description":            r.Description,
 		"max_upstream_rps":       r.MaxUpstreamRPS,
-	}}, nil
+		"agency_name":            r.AgencyName,
+		"agency_domain_id":       r.AgencyDomainID,
+		"agency_domain_name":     r.AgencyDomainName,
+		"agency_duration":        int64(0),
+		"agency_session_name":    "",
+	}
+	if r.agency != nil {
+		data["agency_duration"] = int64(r.agency.agency.Duration.Seconds())
+		data["agency_session_name"] = r.agency.agency.SessionUser
+	}
+	return &logical.Response{Data: data}, nil
 }
 
 func nonNil(s []string) []string {
@@ -547,12 +591,14 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		}
 		r.MaxUpstreamRPS = rps
 	}
-	if len(problems) == 0 && len(r.EnterpriseProjectIDs) == 0 && len(r.TaskNameGlobs) == 0 {
-		problems = append(problems, "a role must set enterprise_project_ids or task_name_globs (or both): a role without either would allow every task")
+	problems = append(problems, applyAgencyFields(r, d)...)
+	if len(problems) == 0 && len(r.EnterpriseProjectIDs) == 0 && len(r.TaskNameGlobs) == 0 && r.AgencyName == "" {
+		problems = append(problems, "a role must set enterprise_project_ids, task_name_globs or agency_name (or several): a role without any would allow every task")
 	}
 	if len(problems) > 0 {
 		return logical.ErrorResponse("invalid role: " + strings.Join(problems, "; ")), nil
 	}
+	r.name = name
 	if err := b.roles.put(ctx, req.Storage, name, r.compile()); err != nil {
 		return nil, err
 	}

@@ -49,7 +49,8 @@ func TestRoleCRUDAndList(t *testing.T) {
 	env := newRolesEnv(t)
 	resp, status, msg := env.read("roles/team-a")
 	require.Equal(t, http.StatusOK, status, msg)
-	require.Equal(t, map[string]any{"enterprise_project_ids": []string{"ep-team-a"}, "task_name_globs": []string{}, "description": "team A", "max_upstream_rps": 0.0}, resp.Data)
+	require.Equal(t, map[string]any{"enterprise_project_ids": []string{"ep-team-a"}, "task_name_globs": []string{}, "description": "team A", "max_upstream_rps": 0.0,
+		"agency_name": "", "agency_domain_id": "", "agency_domain_name": "", "agency_duration": int64(0), "agency_session_name": ""}, resp.Data)
 
 	// An update changes only the fields it names.
 	status, msg = env.write("roles/team-a", map[string]any{"task_name_globs": []any{"team-a-*", " team-a-* ", "*-web*"}})
@@ -87,8 +88,8 @@ func TestRoleValidationNamesTheField(t *testing.T) {
 		{"roles/", map[string]any{"task_name_globs": "x"}, "role"},
 		{"roles/bad.name", map[string]any{"task_name_globs": "x"}, "role"},
 		{"roles/" + strings.Repeat("r", 65), map[string]any{"task_name_globs": "x"}, "role"},
-		{"roles/ok", map[string]any{}, "enterprise_project_ids or task_name_globs"},
-		{"roles/ok", map[string]any{"task_name_globs": []any{}}, "enterprise_project_ids or task_name_globs"},
+		{"roles/ok", map[string]any{}, "enterprise_project_ids, task_name_globs or agency_name"},
+		{"roles/ok", map[string]any{"task_name_globs": []any{}}, "enterprise_project_ids, task_name_globs or agency_name"},
 		{"roles/ok", map[string]any{"task_name_globs": []any{"a", ""}}, "task_name_globs"},
 		{"roles/ok", map[string]any{"task_name_globs": "a,,b"}, "task_name_globs"},
 		{"roles/ok", map[string]any{"task_name_globs": []any{"a\x00b"}}, "task_name_globs"},

@@ -160,6 +160,10 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, scheduled b
 		return b.rotateAccessKey(ctx, cleanup, s, cfg)
 	case authMethodPassword:
 		return b.rotatePassword(ctx, cleanup, s, cfg)
+	case authMethodIDToken:
+		return nil, &rotationError{status: http.StatusBadRequest, step: "choose what to rotate", err: errors.New(
+			"the id_token method stores no credential to rotate: its JWT comes from where the plugin's registration says " +
+				"and is exchanged for a short-lived IAM token")}
 	default:
 		return nil, &rotationError{status: http.StatusBadRequest, step: "choose what to rotate", err: errors.New(
 			"a static token cannot be rotated: IAM issues tokens for a user and they expire within 24 hours; " +

@@ -152,7 +152,7 @@ func (b *backend) deleteReplacedKey(ctx context.Context, s logical.Storage, user
 // checkNewKey calls IAM with the new key until it works (IAM may take a few
 // seconds to accept a new key), within keyCheckBound.
 func (b *backend) checkNewKey(ctx context.Context, cfg *smsConfig) error {
-	client, err := newClient(cfg, nil, b.now, b.logger, nil)
+	client, err := newClient(cfg, nil, b.now, b.logger, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -228,7 +228,7 @@ func (b *backend) rollbackAccessKey(ctx context.Context, s logical.Storage, wal 
 		return res, nil
 	}
 	res.configured = cfg.AccessKey
-	client, err := newClient(cfg, nil, b.now, b.logger, nil)
+	client, err := newClient(cfg, nil, b.now, b.logger, nil, nil)
 	if err != nil {
 		return res, err
 	}

@@ -150,7 +150,7 @@ func (b *backend) passwordWorks(ctx context.Context, cfg *smsConfig, pw string) 
 	candidate.Password = secret(pw)
 	// Its own logger: a refusal here is an answer, not the engine's
 	// credentials failing (which its client would log as an error).
-	client, err := newClient(candidate, nil, b.now, hclog.NewNullLogger(), nil)
+	client, err := newClient(candidate, nil, b.now, hclog.NewNullLogger(), nil, nil)
 	if err != nil {
 		return false, err
 	}

@@ -7,19 +7,20 @@ import (
 	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
 
-// withRetryOnRotation runs call with the read's client and, when the
-// upstream refused that client's credential and a rotation has since
-// replaced it, again with the new one: a read in flight during a rotation
-// (or several in quick succession) does not fail because of it.
-func (b *backend) withRetryOnRotation(ctx context.Context, conn *connection, call func(*huawei.Client) error) error {
-	err := call(conn.client)
+// withRetryOnRotation runs call with the read's client (the mount's own,
+// or via's agency credentials obtained with it) and, when the upstream
+// refused that client's credential and a rotation has since replaced it,
+// again with the new one: a read in flight during a rotation (or several in
+// quick succession) does not fail because of it.
+func (b *backend) withRetryOnRotation(ctx context.Context, conn *connection, via *agencyRef, call func(*huawei.Client) error) error {
+	err := call(conn.clientFor(via))
 	for tries := 0; tries < maxRotationRetries && err != nil && isRefusal(err); tries++ {
 		next := b.rotatedConnection(ctx, conn)
 		if next == nil {
 			return err
 		}
 		conn = next
-		err = call(conn.client)
+		err = call(conn.clientFor(via))
 	}
 	return err
 }

@@ -249,7 +249,7 @@ func TestRoleBudgetWaitAndFetchShareOneTimeout(t *testing.T) {
 	var deadline time.Time
 	var bounded bool
 	var latest time.Time
-	_, err := c.fetch(context.Background(), cacheKey{kindTask, taskA1}, c.currentEpoch(), cachePolicy{ttl: time.Minute}, spend,
+	_, err := c.fetch(context.Background(), cacheKey{kind: kindTask, id: taskA1}, c.currentEpoch(), cachePolicy{ttl: time.Minute}, spend,
 		func(ctx context.Context) (any, error) {
 			latest = time.Now()
 			deadline, bounded = ctx.Deadline()
@@ -259,7 +259,7 @@ func TestRoleBudgetWaitAndFetchShareOneTimeout(t *testing.T) {
 	require.True(t, bounded, "the fetch has no deadline of its own: request_timeout would start again after the wait")
 	require.False(t, deadline.After(latest.Add(wait)), "the fetch's deadline is request_timeout after the wait began")
 
-	_, err = c.fetch(context.Background(), cacheKey{kindTask, taskA2}, c.currentEpoch(), cachePolicy{ttl: time.Minute}, nil,
+	_, err = c.fetch(context.Background(), cacheKey{kind: kindTask, id: taskA2}, c.currentEpoch(), cachePolicy{ttl: time.Minute}, nil,
 		func(ctx context.Context) (any, error) {
 			_, bounded = ctx.Deadline()
 			return &huawei.Task{}, nil

@@ -29,6 +29,7 @@ const (
 	MethodToken     = "token"
 	MethodAccessKey = "access_key"
 	MethodPassword  = "password"
+	MethodIDToken   = "id_token"
 )
 
 // maxErrorBody bounds error answers: they may carry a 64 KiB
@@ -39,10 +40,10 @@ const maxErrorBody = 256 << 10
 // New only refuses what it cannot build.
 type Options struct {
 	Endpoint    string // SMS base URL
-	IAMEndpoint string // IAM base URL, for the password method
+	IAMEndpoint string // IAM base URL, for the password and id_token methods and agencies
 	CACert      string // PEM bundle trusted in addition to the system roots
 
-	Method        string // MethodToken, MethodAccessKey or MethodPassword
+	Method        string // MethodToken, MethodAccessKey, MethodPassword or MethodIDToken
 	Token         Secret
 	AccessKey     string
 	SecretKey     Secret
@@ -52,6 +53,10 @@ type Options struct {
 	Username      string
 	Password      Secret
 	DomainName    string
+	IDPID         string                                    // identity provider ID, sent as X-Idp-Id
+	IDToken       func(ctx context.Context) (Secret, error) // the JWT, asked afresh for every exchange
+	// The id_token method's scope is ProjectID, or DomainID, or DomainName:
+	// at most one set; none asks for an unscoped token.
 
 	Timeout    time.Duration // bound on one call: attempts, waits and IAM included
 	MaxRetries int
@@ -85,6 +90,13 @@ type Client struct {
 	logger     hclog.Logger
 
 	tokens *tokenSource // the password method's, else nil
+
+	// What every client derived by WithAgency shares with this one.
+	smsHost  string
+	limiter  *rate.Limiter
+	rps      float64
+	requests *atomic.Uint64
+	derived  bool // made by WithAgency: the transport is not its own
 
 	// ctx lives as long as the client: background work (IAM token renewal)
 	// stops when Close cancels it.
@@ -161,24 +173,26 @@ func New(opts Options) (*Client, error) {
 		ts := newTokenSource(c, iamURL.String(), opts)
 		c.auth, held = ts, ts.held
 		c.tokens = ts
+	case MethodIDToken:
+		if iamURL == nil || opts.IDToken == nil {
+			cancel()
+			return nil, errors.New("the id_token method needs an IAM endpoint and an ID token")
+		}
+		ts := newIDTokenSource(c, iamURL.String(), opts)
+		c.auth, held = ts, ts.held
 	default:
 		c.auth = staticToken{token: opts.Token}
 	}
 	c.redact = newRedactor(nonEmpty(string(opts.Token), string(opts.SecretKey), string(opts.SecurityToken), string(opts.Password)), held)
 
-	// Redirects are never followed: a 3xx is an error, and credentials never
-	// travel to a host other than the configured one.
-	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	var limiter *rate.Limiter
 	if opts.MaxRPS > 0 {
 		// A burst of one spaces requests evenly, so no window of any length
 		// sees more than the configured rate.
 		limiter = rate.NewLimiter(rate.Limit(opts.MaxRPS), 1)
 	}
-	c.smsHTTP = &http.Client{CheckRedirect: noRedirect, Transport: &authTransport{
-		base: transport, service: "SMS", host: smsURL.Host, auth: c.auth, limiter: limiter, rps: opts.MaxRPS,
-		count: opts.SMSRequests, redact: c.redact, now: opts.Now, logger: opts.Logger,
-	}}
+	c.smsHost, c.limiter, c.rps, c.requests = smsURL.Host, limiter, opts.MaxRPS, opts.SMSRequests
+	c.smsHTTP = c.smsClient(c.auth, c.redact)
 	if iamURL != nil {
 		c.iamBase = iamURL.String()
 		c.iamHTTP = &http.Client{CheckRedirect: noRedirect, Transport: &authTransport{
@@ -186,6 +200,19 @@ func New(opts Options) (*Client, error) {
 		}}
 	}
 	return c, nil
+}
+
+// noRedirect keeps redirects from being followed: a 3xx is an error, and
+// credentials never travel to a host other than the configured one.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// smsClient is the HTTP client of SMS calls made with auth: every client
+// derived from this one shares its transport, rate limit and counter.
+func (c *Client) smsClient(auth authenticator, redact *redactor) *http.Client {
+	return &http.Client{CheckRedirect: noRedirect, Transport: &authTransport{
+		base: c.transport, service: "SMS", host: c.smsHost, auth: auth, limiter: c.limiter, rps: c.rps,
+		count: c.requests, redact: redact, now: c.now, logger: c.logger,
+	}}
 }
 
 func nonEmpty(values ...string) []string {
@@ -198,10 +225,13 @@ func nonEmpty(values ...string) []string {
 	return out
 }
 
-// Close stops background work and releases idle connections.
+// Close stops background work and releases idle connections; a client
+// made by WithAgency leaves the connections to the one it was made from.
 func (c *Client) Close() {
 	c.cancel()
-	c.transport.CloseIdleConnections()
+	if !c.derived {
+		c.transport.CloseIdleConnections()
+	}
 }
 
 // call describes one upstream request: everything that differs between the
@@ -211,13 +241,14 @@ type call struct {
 	service   string // "SMS" or "IAM"
 	method    string
 	url       string
-	body      []byte   // JSON, or nil
-	limit     int64    // the largest success body accepted
-	anonymous bool     // send no credentials
-	noRetry   bool     // not safe to repeat (creates something upstream)
-	action    string   // the IAM action the call needs, named when refused
-	notFound  string   // what a 404 means, in our words ("has no task ...")
-	redact    []string // secrets the call carries beyond the configured ones (a new password)
+	body      []byte      // JSON, or nil
+	limit     int64       // the largest success body accepted
+	anonymous bool        // send no credentials
+	noRetry   bool        // not safe to repeat (creates something upstream)
+	action    string      // the IAM action the call needs, named when refused
+	notFound  string      // what a 404 means, in our words ("has no task ...")
+	redact    []string    // secrets the call carries beyond the configured ones (a new password)
+	header    http.Header // request headers beyond the usual ones (X-Idp-Id)
 }
 
 // answer is the final upstream answer of a call, its body read whole.
@@ -289,6 +320,9 @@ func (c *Client) send(ctx context.Context, k call) (*answer, error) {
 	req.Header.Set("User-Agent", c.userAgent)
 	if k.body != nil {
 		req.Header.Set("Content-Type", "application/json;charset=utf8")
+	}
+	for name, values := range k.header {
+		req.Header[name] = values
 	}
 
 	resp, err := rc.Do(req)

@@ -30,23 +30,35 @@ const (
 	maxTokenLength      = 16384
 )
 
-// tokenSource obtains a domain-scoped IAM user token with the password method
-// and keeps it until shortly before it expires. A token is renewed in the
+// tokenSource obtains a credential from IAM with its login (the password
+// method's token, an ID token's exchange, an agency's temporary keys) and
+// keeps it until shortly before it expires. A credential is renewed in the
 // background from a tenth of its lifetime before expiry, so that no read
-// waits for IAM, or fails because of it, while a usable token exists.
-// Concurrent callers that find no usable token share one IAM call.
+// waits for IAM, or fails because of it, while a usable one exists.
+// Concurrent callers that find no usable credential share one IAM call.
 type tokenSource struct {
-	c          *Client
+	c     *Client
+	login func(ctx context.Context) (obtained, error)
+	gate  func(ctx context.Context) error
+	// noun names what the source holds at the start of a log line, what
+	// within an error; refusedLog is the line logged once per refusal, why
+	// the reason a refusal is remembered.
+	noun       string
+	what       string
+	refusedLog string
+	why        string
+
+	// The password method's.
 	url        string
 	username   string
 	password   Secret
 	domainName string
-	gate       func(ctx context.Context) error
 
 	group singleflight.Group
 
 	mu          sync.Mutex
-	token       string
+	cred        credential
+	lastJWT     string    // the ID token of the last exchange, for redaction
 	renewAt     time.Time // renewal is due from here
 	usableUntil time.Time // expiry less the clock-skew margin
 	renewing    bool      // a background renewal is running
@@ -65,51 +77,53 @@ type tokenSource struct {
 }
 
 func newTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
-	return &tokenSource{
+	s := &tokenSource{
 		c:          c,
 		url:        iamBase + "/v3/auth/tokens?nocatalog=true",
 		username:   opts.Username,
 		password:   opts.Password,
 		domainName: opts.DomainName,
 		gate:       opts.LoginGate,
+		noun:       "IAM token",
+		what:       "a token",
+		refusedLog: "IAM refused the engine's credentials; no login is attempted until the backoff passes or the config is written",
+		why:        "so that the user is not locked out",
 	}
+	s.login = s.passwordLogin
+	return s
 }
 
 func (s *tokenSource) authorize(ctx context.Context, req *http.Request) error {
-	token, err := s.current(ctx)
+	cred, err := s.current(ctx)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("X-Auth-Token", token)
-	return nil
+	return cred.apply(ctx, req, s.c.now)
 }
 
-// held returns the token in use, for redaction.
+// held returns the credentials in use, and the last ID token, for
+// redaction.
 func (s *tokenSource) held() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.token == "" {
-		return nil
-	}
-	return []string{s.token}
+	return append(s.cred.secrets(), nonEmpty(s.lastJWT)...)
 }
 
-// renew forgets the token a rejected request carried, unless another caller
-// has already replaced it.
+// renew forgets the credential a rejected request carried, unless another
+// caller has already replaced it.
 func (s *tokenSource) renew(rejected *http.Request) {
-	sent := rejected.Header.Get("X-Auth-Token")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sent != "" && sent == s.token {
-		s.token = ""
+	if s.cred.carriedBy(rejected) {
+		s.cred = credential{}
 	}
 }
 
-func (s *tokenSource) current(ctx context.Context) (string, error) {
+func (s *tokenSource) current(ctx context.Context) (credential, error) {
 	now := s.c.now()
 	s.mu.Lock()
-	if s.token != "" && now.Before(s.usableUntil) {
-		token := s.token
+	if !s.cred.empty() && now.Before(s.usableUntil) {
+		cred := s.cred
 		// A remembered refusal holds renewals back too: every failed login
 		// brings the user closer to IAM's lockout, token held or not.
 		refused := s.refusal != nil && now.Before(s.refusedTill) || s.retired
@@ -118,29 +132,29 @@ func (s *tokenSource) current(ctx context.Context) (string, error) {
 			go s.renewAhead()
 		}
 		s.mu.Unlock()
-		return token, nil
+		return cred, nil
 	}
 	if s.retired {
 		s.mu.Unlock()
-		return "", errRetired()
+		return credential{}, errRetired()
 	}
 	if s.refusal != nil && now.Before(s.refusedTill) {
 		e := *s.refusal
-		e.Detail += fmt.Sprintf(" (remembered: IAM is not asked again for %s, so that the user is not locked out; a config write retries at once)",
-			s.refusedTill.Sub(now).Round(time.Second))
+		e.Detail += fmt.Sprintf(" (remembered: IAM is not asked again for %s, %s; a config write retries at once)",
+			s.refusedTill.Sub(now).Round(time.Second), s.why)
 		s.mu.Unlock()
-		return "", &e
+		return credential{}, &e
 	}
 	s.mu.Unlock()
 
 	select {
 	case res := <-s.group.DoChan("token", s.fetchDetached):
 		if res.Err != nil {
-			return "", res.Err
+			return credential{}, res.Err
 		}
-		return res.Val.(string), nil
+		return res.Val.(credential), nil
 	case <-ctx.Done():
-		return "", &Error{Kind: KindTimeout, Service: "IAM", Detail: "did not issue a token before the read's deadline"}
+		return credential{}, &Error{Kind: KindTimeout, Service: "IAM", Detail: "did not issue " + s.what + " before the read's deadline"}
 	}
 }
 
@@ -159,7 +173,7 @@ func (s *tokenSource) renewAhead() {
 	}
 	s.mu.Unlock()
 	if res.Err != nil {
-		s.c.logger.Warn("IAM token renewal failed; the current token stays in use until it expires",
+		s.c.logger.Warn(s.noun+" renewal failed; the current one stays in use until it expires",
 			"usable_for", left.Round(time.Second).String(), "error", res.Err.Error())
 	}
 }
@@ -249,8 +263,36 @@ type iamTokenResponse struct {
 	} `json:"token"`
 }
 
-func (s *tokenSource) fetch(ctx context.Context) (token any, err error) {
+// obtained is what a login got: a credential, when the request for it was
+// sent, and how long it lives.
+type obtained struct {
+	cred     credential
+	start    time.Time
+	lifetime time.Duration
+}
+
+// fetch runs the login and keeps what it got.
+func (s *tokenSource) fetch(ctx context.Context) (cred any, err error) {
 	defer recovered("IAM", s.c.logger, &err)
+	got, err := s.login(ctx)
+	if err != nil {
+		return nil, err
+	}
+	renewMargin := min(got.lifetime/10, maxRenewMargin)
+	skewMargin := min(got.lifetime/20, maxSkewMargin)
+	s.mu.Lock()
+	s.cred = got.cred
+	s.renewAt = got.start.Add(got.lifetime - renewMargin)
+	s.usableUntil = got.start.Add(got.lifetime - skewMargin)
+	s.nextRenewal = time.Time{}
+	s.refusal, s.refusedTill, s.backoff = nil, time.Time{}, 0
+	s.mu.Unlock()
+	s.c.logger.Debug(s.noun+" obtained", "lifetime", got.lifetime.String(), "renew_in", (got.lifetime - renewMargin).String())
+	return got.cred, nil
+}
+
+// passwordLogin obtains a domain-scoped token with the password method.
+func (s *tokenSource) passwordLogin(ctx context.Context) (obtained, error) {
 	var body iamTokenRequest
 	body.Auth.Identity.Methods = []string{"password"}
 	body.Auth.Identity.Password.User.Name = s.username
@@ -259,14 +301,14 @@ func (s *tokenSource) fetch(ctx context.Context) (token any, err error) {
 	body.Auth.Scope.Domain.Name = s.domainName
 	payload, err := json.Marshal(body)
 	if err != nil {
-		return nil, &Error{Kind: KindInternal, Service: "IAM", Detail: "token request could not be built"}
+		return obtained{}, &Error{Kind: KindInternal, Service: "IAM", Detail: "token request could not be built"}
 	}
 
 	start := s.c.now()
 	k := call{service: "IAM", method: http.MethodPost, url: s.url, body: payload, limit: maxIAMBody, anonymous: true}
 	ans, err := s.c.do(ctx, k)
 	if err != nil {
-		return nil, err
+		return obtained{}, err
 	}
 	if ans.status != http.StatusCreated && ans.status != http.StatusOK {
 		e := s.c.classify(k, ans)
@@ -274,60 +316,68 @@ func (s *tokenSource) fetch(ctx context.Context) (token any, err error) {
 		case KindRefused:
 			e.Detail = "refused the username, password or domain_name of the engine's config"
 			s.remember(e)
-		case KindThrottled:
-			e.Detail = "throttled the token request"
-		case KindServer:
-			e.Detail = "failed to issue a token"
-		case KindBadResponse:
-			// Keep the gateway's and the redirect's explanations.
 		default:
-			e.Kind, e.Detail = KindBadResponse, "answered the token request with an unexpected status; check iam_endpoint"
+			tokenFailure(e)
 		}
-		return nil, e
+		return obtained{}, e
 	}
-
-	tok := ans.header.Get("X-Subject-Token")
-	if !visibleASCII(tok, maxTokenLength) {
-		return nil, s.c.bad(k, ans, "answered without a usable X-Subject-Token header")
-	}
-	var parsed iamTokenResponse
-	if ans.tooLarge || json.Unmarshal(ans.body, &parsed) != nil {
-		return nil, s.c.bad(k, ans, "answered the token request with an unreadable body")
-	}
-	expires, err := time.Parse(time.RFC3339Nano, parsed.Token.ExpiresAt)
+	tok, lifetime, parsed, err := s.c.iamToken(k, ans)
 	if err != nil {
-		return nil, s.c.bad(k, ans, "answered without a valid token.expires_at")
+		return obtained{}, err
 	}
-	// Measure the lifetime on IAM's clock (issued_at to expires_at) and apply
-	// it to ours from when the request was sent, so that clock skew between
-	// Vault and IAM does not matter.
-	lifetime := expires.Sub(s.c.now())
-	if issued, err := time.Parse(time.RFC3339Nano, parsed.Token.IssuedAt); err == nil && expires.After(issued) {
-		lifetime = expires.Sub(issued)
-	}
-	if lifetime <= 0 {
-		return nil, s.c.bad(k, ans, "issued a token that has already expired")
-	}
-	renewMargin := min(lifetime/10, maxRenewMargin)
-	skewMargin := min(lifetime/20, maxSkewMargin)
 
 	// Empty when the password never expires; unreadable is taken as
 	// unknown rather than failing a login that worked.
 	pwExpires, pwErr := parsePasswordExpiresAt(parsed.Token.User.PasswordExpiresAt)
 	s.mu.Lock()
-	s.token = tok
 	s.userID = parsed.Token.User.ID
 	s.pwExpires, s.pwExpiresOK = pwExpires, pwErr == nil || parsed.Token.User.PasswordExpiresAt == ""
 	if pwErr != nil {
 		s.pwExpires = time.Time{}
 	}
-	s.renewAt = start.Add(lifetime - renewMargin)
-	s.usableUntil = start.Add(lifetime - skewMargin)
-	s.nextRenewal = time.Time{}
-	s.refusal, s.refusedTill, s.backoff = nil, time.Time{}, 0
 	s.mu.Unlock()
-	s.c.logger.Debug("iam token obtained", "lifetime", lifetime.String(), "renew_in", (lifetime - renewMargin).String())
-	return tok, nil
+	return obtained{cred: credential{token: tok}, start: start, lifetime: lifetime}, nil
+}
+
+// tokenFailure words an IAM token call's failure other than a refusal.
+func tokenFailure(e *Error) {
+	switch e.Kind {
+	case KindThrottled:
+		e.Detail = "throttled the token request"
+	case KindServer:
+		e.Detail = "failed to issue a token"
+	case KindBadResponse:
+		// Keep the gateway's and the redirect's explanations.
+	default:
+		e.Kind, e.Detail = KindBadResponse, "answered the token request with an unexpected status; check iam_endpoint"
+	}
+}
+
+// iamToken reads a token answer: the token in X-Subject-Token and its
+// lifetime, measured on IAM's clock (issued_at to expires_at), to be applied
+// to ours from when the request was sent, so that clock skew between Vault
+// and IAM does not matter.
+func (c *Client) iamToken(k call, ans *answer) (string, time.Duration, *iamTokenResponse, error) {
+	tok := ans.header.Get("X-Subject-Token")
+	if !visibleASCII(tok, maxTokenLength) {
+		return "", 0, nil, c.bad(k, ans, "answered without a usable X-Subject-Token header")
+	}
+	var parsed iamTokenResponse
+	if ans.tooLarge || json.Unmarshal(ans.body, &parsed) != nil {
+		return "", 0, nil, c.bad(k, ans, "answered the token request with an unreadable body")
+	}
+	expires, err := time.Parse(time.RFC3339Nano, parsed.Token.ExpiresAt)
+	if err != nil {
+		return "", 0, nil, c.bad(k, ans, "answered without a valid token.expires_at")
+	}
+	lifetime := expires.Sub(c.now())
+	if issued, err := time.Parse(time.RFC3339Nano, parsed.Token.IssuedAt); err == nil && expires.After(issued) {
+		lifetime = expires.Sub(issued)
+	}
+	if lifetime <= 0 {
+		return "", 0, nil, c.bad(k, ans, "issued a token that has already expired")
+	}
+	return tok, lifetime, &parsed, nil
 }
 
 // remember keeps IAM's refusal for a backoff, logged once at error level:
@@ -343,7 +393,7 @@ func (s *tokenSource) remember(e *Error) {
 	cp := *e
 	s.refusal, s.refusedTill = &cp, s.c.now().Add(backoff)
 	s.mu.Unlock()
-	s.c.logger.Error("IAM refused the engine's credentials; no login is attempted until the backoff passes or the config is written",
+	s.c.logger.Error(s.refusedLog,
 		"backoff", backoff.String(), "error", e.Error())
 }
 

@@ -110,7 +110,7 @@ var (
 type Fault struct {
 	Mode       string   `json:"mode"`
 	Target     string   `json:"target,omitempty"`      // "sms" (default) or "iam"
-	Call       string   `json:"call,omitempty"`        // only this call: sms "passphrase", "task", "tasks", "certkey"; iam "token", "show-key", "list-keys", "create-key", "delete-key", "change-password"; empty matches every call of the target
+	Call       string   `json:"call,omitempty"`        // only this call: sms "passphrase", "task", "tasks", "certkey"; iam "token", "show-key", "list-keys", "create-key", "delete-key", "change-password", "id-token", "security-token"; empty matches every call of the target
 	TaskID     string   `json:"task_id,omitempty"`     // only this task; empty matches every request of the target
 	Times      int      `json:"times,omitempty"`       // match this many requests, then retire; 0: until cleared
 	Status     int      `json:"status,omitempty"`      // FaultStatus, FaultEchoCredentials
@@ -169,9 +169,9 @@ func (f *Fault) check() error {
 		}
 	} else {
 		switch f.Call {
-		case "", callToken, callShowKey, callListKeys, callCreateKey, callDeleteKey, callChangePassword:
+		case "", callToken, callShowKey, callListKeys, callCreateKey, callDeleteKey, callChangePassword, callIDToken, callSecurityToken:
 		default:
-			return fmt.Errorf("an iam call must be token, show-key, list-keys, create-key, delete-key or change-password")
+			return fmt.Errorf("an iam call must be token, show-key, list-keys, create-key, delete-key, change-password, id-token or security-token")
 		}
 	}
 	if f.Mode == FaultApplyLate && f.Target != "iam" {

@@ -1,13 +1,6 @@
 package smsfake
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"math/big"
 	"net/http"
@@ -19,68 +12,34 @@ import (
 )
 
 // signer makes ID tokens with one key, as an OIDC issuer would.
-type signer struct {
-	kid string
-	rsa *rsa.PrivateKey
-	ec  *ecdsa.PrivateKey
-}
+type signer struct{ *Issuer }
 
 func newRSASigner(t *testing.T, kid string) *signer {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	s, err := NewIssuer(kid, "RS256")
 	require.NoError(t, err)
-	return &signer{kid: kid, rsa: k}
+	return &signer{s}
 }
 
 func newECSigner(t *testing.T, kid string) *signer {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, err := NewIssuer(kid, "ES256")
 	require.NoError(t, err)
-	return &signer{kid: kid, ec: k}
+	return &signer{s}
 }
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func (s *signer) jwk() map[string]string {
-	if s.rsa != nil {
-		return map[string]string{"kty": "RSA", "kid": s.kid, "alg": "RS256", "use": "sig",
-			"n": b64(s.rsa.N.Bytes()), "e": b64(big.NewInt(int64(s.rsa.E)).Bytes())}
-	}
-	point, err := s.ec.PublicKey.Bytes() // 0x04, X, Y
-	if err != nil {
-		panic(err)
-	}
-	return map[string]string{"kty": "EC", "kid": s.kid, "crv": "P-256", "alg": "ES256",
-		"x": b64(point[1:33]), "y": b64(point[33:])}
-}
+func b64(b []byte) string { return b64url(b) }
 
 func jwksOf(signers ...*signer) json.RawMessage {
-	keys := []map[string]string{}
+	var issuers []*Issuer
 	for _, s := range signers {
-		keys = append(keys, s.jwk())
+		issuers = append(issuers, s.Issuer)
 	}
-	raw, _ := json.Marshal(map[string]any{"keys": keys})
-	return raw
+	return JWKS(issuers...)
 }
 
 func (s *signer) sign(t *testing.T, claims map[string]any) string {
-	alg := "RS256"
-	if s.ec != nil {
-		alg = "ES256"
-	}
-	h, _ := json.Marshal(map[string]string{"alg": alg, "kid": s.kid, "typ": "JWT"})
-	c, _ := json.Marshal(claims)
-	input := b64(h) + "." + b64(c)
-	digest := sha256.Sum256([]byte(input))
-	var sig []byte
-	if s.rsa != nil {
-		var err error
-		sig, err = rsa.SignPKCS1v15(rand.Reader, s.rsa, crypto.SHA256, digest[:])
-		require.NoError(t, err)
-	} else {
-		r, ss, err := ecdsa.Sign(rand.Reader, s.ec, digest[:])
-		require.NoError(t, err)
-		sig = append(r.FillBytes(make([]byte, 32)), ss.FillBytes(make([]byte, 32))...)
-	}
-	return input + "." + b64(sig)
+	jwt, err := s.Sign(claims)
+	require.NoError(t, err)
+	return jwt
 }
 
 const (
@@ -149,7 +108,7 @@ func TestIDTokensSignedWithRS256AndES256AreExchangedForAFederatedToken(t *testin
 
 func TestIDTokensIAMMustRefuse(t *testing.T) {
 	good, other := newRSASigner(t, "rsa-1"), newRSASigner(t, "rsa-2")
-	impostor := &signer{kid: "rsa-1", rsa: other.rsa} // the right kid, another key
+	impostor := &signer{&Issuer{kid: "rsa-1", rsa: other.rsa}} // the right kid, another key
 	e := newKeyEnv(t, func(o *Options) {
 		o.IdentityProviders = []IdentityProvider{{ID: "k8s", Domain: "d", Issuer: issuer, ClientIDs: []string{clientID},
 			JWKS: jwksOf(good), Subjects: []string{"system:serviceaccount:vault:vault"}}}

@@ -80,3 +80,18 @@ func passwordRequestOf(t *testing.T, e *keyEnv, userID, tok, next string) *http.
 	req.Header.Set("X-Auth-Token", tok)
 	return req
 }
+
+// The ID-token exchange and securitytokens are IAM calls like the others:
+// a fault can target each alone, so that a test can fail one while the
+// other works.
+func TestFaultsTargetTheIDTokenAndSecurityTokenCalls(t *testing.T) {
+	e := newKeyEnv(t, nil)
+	require.NoError(t, e.s.AddFault(Fault{Mode: FaultStatus, Target: "iam", Call: callIDToken, Status: 503, Times: 1}))
+	require.NoError(t, e.s.AddFault(Fault{Mode: FaultStatus, Target: "iam", Call: callSecurityToken, Status: 502, Times: 1}))
+	status, _, body := e.exchange("k8s", "x.y.z")
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	iamMessage(t, http.StatusServiceUnavailable, body)
+	status, _ = e.call(http.MethodPost, securityTokensPath, assumeBody("a", "domain_name", "d2", 900, "session-1"), e.signed(aliceAK, aliceSK))
+	require.Equal(t, http.StatusBadGateway, status)
+	require.EqualValues(t, 2, e.s.Stats().Faults)
+}
