@@ -271,9 +271,16 @@ func TestAgencyRefusedAndExpiredThroughVault(t *testing.T) {
 	// Never through the mount's own identity meanwhile.
 	requireTraceOfLeastPrivilege(t, fake.Calls())
 
-	// Mended in IAM, and the config written: both teams read again.
-	require.NoError(t, fake.SetAgency(teamAgency(teamAAccount, "ep-team-a", opsAccount)))
+	// Mended in IAM: team B's refusal is still remembered; a write of its
+	// role starts afresh, and so does a config write for every role.
 	require.NoError(t, fake.SetAgency(teamAgency(teamBAccount, "ep-team-b", opsAccount)))
+	code, body = readB()
+	require.Equal(t, http.StatusBadGateway, code, shown(body))
+	require.Contains(t, body, "remembered")
+	v.root("write", "sms/roles/team-b", "description=Team B")
+	code, body = readB()
+	require.Equal(t, http.StatusOK, code, shown(body))
+	require.NoError(t, fake.SetAgency(teamAgency(teamAAccount, "ep-team-a", opsAccount)))
 	v.root("write", "sms/config", "cache_ttl=0")
 	code, body = readA()
 	require.Equal(t, http.StatusOK, code, shown(body))
