@@ -220,8 +220,7 @@ func hostAllowed(raw string, domains []string) bool {
 // idTokenReadFields are what a config read shows of the id_token method.
 func (b *backend) idTokenReadFields(cfg *smsConfig, data map[string]any) {
 	data["idp_id"] = cfg.IDPID
-	data["identity_token_audience"] = cfg.IdentityTokenAudience
-	data["identity_token_ttl"] = int64(cfg.IdentityTokenTTL.Seconds())
+	cfg.PopulatePluginIdentityTokenData(data)
 	if cfg.authMethod() == authMethodIDToken {
 		data["id_token_file"] = b.idTokenFile()
 	}

@@ -279,3 +279,29 @@ func TestIDTokenRefusalsAre502AndRemembered(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status, msg)
 	require.NotContains(t, msg, "secret-material")
 }
+
+func TestIDTokenFileBrokenAfterTheConfigIsA502ThatDoesNotQuoteIt(t *testing.T) {
+	env := newIDTokenEnv(t, nil)
+	env.mint("sub")
+	status, msg := env.configureIDToken(map[string]any{"cache_ttl": 0})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+
+	// The file is replaced by something else (a mount gone wrong), and IAM
+	// revokes the token held: the next exchange reads the file and stops.
+	require.NoError(t, os.WriteFile(env.file, []byte("BEGIN PRIVATE KEY secret-material-9f8e7d6c"), 0o600))
+	env.fake.RevokeTokens()
+	exchanges := env.fake.Stats().IAMKeyCalls["id-token"]
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusBadGateway, status, msg)
+	require.Contains(t, msg, "SMS_ID_TOKEN_FILE")
+	require.NotContains(t, msg, "secret-material")
+	require.NotContains(t, env.logs.String(), "secret-material")
+	require.Equal(t, exchanges, env.fake.Stats().IAMKeyCalls["id-token"], "nothing is sent to IAM")
+
+	// Mended by whoever runs Vault: the next read works, no config write needed.
+	env.mint("sub")
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+}
