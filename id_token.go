@@ -48,6 +48,12 @@ func (b *backend) idTokenSource(cfg *smsConfig) func(context.Context) (huawei.Se
 	if cfg.authMethod() != authMethodIDToken {
 		return nil
 	}
+	if problems := b.idTokenHostProblems(cfg); len(problems) > 0 {
+		// Registered again with fewer hosts since the config was written:
+		// nothing goes to the ones the registration no longer allows.
+		err := errors.New(strings.Join(problems, "; "))
+		return func(context.Context) (huawei.Secret, error) { return "", err }
+	}
 	if path := b.idTokenFile(); path != "" {
 		return func(context.Context) (huawei.Secret, error) { return readIDTokenFile(path) }
 	}
@@ -171,6 +177,13 @@ func (b *backend) checkIDTokenSource(cfg *smsConfig) []string {
 		problems = append(problems, fmt.Sprintf("the id_token method needs a JWT: register the plugin with -env %s=<path of a file holding it> "+
 			"(vault plugin register -env ...), or set identity_token_audience to use Vault Enterprise's plugin identity tokens", envIDTokenFile))
 	}
+	return append(problems, b.idTokenHostProblems(cfg)...)
+}
+
+// idTokenHostProblems names the config's endpoints that the plugin's
+// registration does not allow the JWT and its IAM token to go to.
+func (b *backend) idTokenHostProblems(cfg *smsConfig) []string {
+	var problems []string
 	allowed := b.idTokenHosts()
 	for _, f := range []struct{ name, url string }{{"iam_endpoint", cfg.IAMEndpoint}, {"endpoint", cfg.endpointURL()}} {
 		if !hostAllowed(f.url, allowed) {
