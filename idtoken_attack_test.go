@@ -23,9 +23,12 @@ import (
 // iam.<region>.myhuaweicloud.com, sms.<region>.myhuaweicloud.com, and the
 // .eu ones), not whole domains shared with customers.
 func TestAttackIDTokenDefaultHostsAdmitCustomerNamedBuckets(t *testing.T) {
-	t.Skip("attack: the default SMS_ID_TOKEN_HOSTS admits customer-named OBS bucket hosts under myhuaweicloud.com")
 	env := newIDTokenEnv(t, nil)
 	env.mint("sub")
+	delete(env.env, envIDTokenHosts) // the default
+	huawei := map[string]any{"endpoint": "https://sms.ap-southeast-3.myhuaweicloud.com", "iam_endpoint": "https://iam.myhuaweicloud.com"}
+	status, msg := env.configureIDToken(huawei)
+	require.Equal(t, http.StatusNoContent, status, msg)
 	for name, extra := range map[string]map[string]any{
 		"endpoint":     {"endpoint": "https://attacker-bucket.obs.ap-southeast-3.myhuaweicloud.com"},
 		"iam_endpoint": {"iam_endpoint": "https://attacker-bucket.obs.ap-southeast-3.myhuaweicloud.com"},
@@ -33,8 +36,11 @@ func TestAttackIDTokenDefaultHostsAdmitCustomerNamedBuckets(t *testing.T) {
 		"eu bucket":    {"endpoint": "https://attacker-bucket.obs.eu-west-101.myhuaweicloud.eu"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			status, msg := env.configureIDToken(extra)
+			status, msg := env.write("config", extra)
 			require.Equal(t, http.StatusBadRequest, status, "a customer's bucket host was accepted as where the IAM token goes: %s", msg)
+			for field := range extra {
+				require.Contains(t, msg, field+": with the id_token method")
+			}
 		})
 	}
 }
@@ -50,10 +56,11 @@ func TestAttackIDTokenDefaultHostsAdmitCustomerNamedBuckets(t *testing.T) {
 // non-loopback endpoints should need the registration's consent too (an
 // environment variable), or be refused with this method.
 func TestAttackIDTokenConfigWriterTrustsACAOfTheirChoice(t *testing.T) {
-	t.Skip("attack: with the id_token method a config writer sets ca_cert for Huawei's hosts without any consent of the registration")
 	env := newIDTokenEnv(t, nil)
 	env.mint("sub")
-	status, msg := env.configureIDToken(nil)
+	delete(env.env, envIDTokenHosts) // the default: Huawei Cloud's hosts
+	status, msg := env.configureIDToken(map[string]any{"endpoint": "https://sms.ap-southeast-3.myhuaweicloud.com",
+		"iam_endpoint": "https://iam.myhuaweicloud.com"})
 	require.Equal(t, http.StatusNoContent, status, msg)
 
 	mitm := httptest.NewTLSServer(http.NotFoundHandler())
@@ -61,6 +68,12 @@ func TestAttackIDTokenConfigWriterTrustsACAOfTheirChoice(t *testing.T) {
 	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: mitm.Certificate().Raw}))
 	status, msg = env.write("config", map[string]any{"iam_endpoint": "https://iam.myhuaweicloud.com", "ca_cert": ca})
 	require.Equal(t, http.StatusBadRequest, status, "a config writer made the engine trust their CA for the host the JWT goes to: %s", msg)
+	require.Contains(t, msg, "ca_cert: with the id_token method")
+
+	// The registration names the hosts: a private CA is then its choice.
+	env.env[envIDTokenHosts] = "iam.myhuaweicloud.com, sms.ap-southeast-3.myhuaweicloud.com"
+	status, msg = env.write("config", map[string]any{"iam_endpoint": "https://iam.myhuaweicloud.com", "ca_cert": ca})
+	require.Equal(t, http.StatusNoContent, status, msg)
 }
 
 // SMS_ID_TOKEN_HOSTS was checked when the config was written, never when it
@@ -72,7 +85,7 @@ func TestAttackIDTokenNarrowedHostsAreEnforcedOnAStoredConfig(t *testing.T) {
 	env := newIDTokenEnv(t, nil)
 	env.mint("sub")
 	// The registration allowed a private domain; .invalid never resolves.
-	env.env[envIDTokenHosts] = "corp.invalid"
+	env.env[envIDTokenHosts] = "iam.corp.invalid,127.0.0.1"
 	status, msg := env.configureIDToken(map[string]any{"iam_endpoint": "https://iam.corp.invalid", "request_timeout": "2s"})
 	require.Equal(t, http.StatusNoContent, status, msg)
 
