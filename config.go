@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/hashicorp/vault/sdk/helper/pluginidentityutil"
+
 	"github.com/sms-vault/vault-plugin-secrets-sms/internal/huawei"
 )
 
@@ -101,9 +103,10 @@ type smsConfig struct {
 	// DomainName. The JWT is never stored: it comes from the file that
 	// whoever registered the plugin named (SMS_ID_TOKEN_FILE), or from
 	// Vault Enterprise's plugin identity tokens.
-	IDPID                 string        `json:"idp_id,omitempty"`
-	IdentityTokenAudience string        `json:"identity_token_audience,omitempty"`
-	IdentityTokenTTL      time.Duration `json:"identity_token_ttl,omitempty"`
+	IDPID string `json:"idp_id,omitempty"`
+	// identity_token_audience and identity_token_ttl, as HashiCorp's
+	// engines name and store them.
+	pluginidentityutil.PluginIdentityTokenParams
 
 	// Root-credential rotation (sms/config/rotate-root).
 	PasswordPolicy string        `json:"password_policy,omitempty"` // a Vault password policy for new passwords
@@ -133,12 +136,12 @@ type smsConfig struct {
 
 func defaultConfig() *smsConfig {
 	return &smsConfig{
-		IAMEndpoint:      defaultIAMEndpoint,
-		IdentityTokenTTL: defaultIdentityTokenTTL,
-		CacheTTL:         defaultCacheTTL,
-		CacheMaxEntries:  defaultCacheMaxEntries,
-		RequestTimeout:   defaultRequestTimeout,
-		MaxRetries:       defaultMaxRetries,
+		IAMEndpoint:               defaultIAMEndpoint,
+		PluginIdentityTokenParams: pluginidentityutil.PluginIdentityTokenParams{IdentityTokenTTL: defaultIdentityTokenTTL},
+		CacheTTL:                  defaultCacheTTL,
+		CacheMaxEntries:           defaultCacheMaxEntries,
+		RequestTimeout:            defaultRequestTimeout,
+		MaxRetries:                defaultMaxRetries,
 	}
 }
 

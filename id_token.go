@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -28,11 +29,13 @@ const (
 	// exchange (a Kubernetes projected service-account token is rotated by
 	// the kubelet): vault plugin register -env SMS_ID_TOKEN_FILE=/path ...
 	envIDTokenFile = "SMS_ID_TOKEN_FILE" //nolint:gosec // G101: the name of an environment variable, not a credential
-	// envIDTokenHosts lists, comma-separated, the domains whose hosts may
-	// receive the JWT (iam_endpoint) and the IAM token it buys (endpoint),
-	// besides loopback. Default: Huawei Cloud's public API domains.
-	envIDTokenHosts     = "SMS_ID_TOKEN_HOSTS"                 //nolint:gosec // G101: a variable's name, not a credential
-	defaultIDTokenHosts = "myhuaweicloud.com,myhuaweicloud.eu" //nolint:gosec // G101: domains, not a credential
+	// envIDTokenHosts lists, comma-separated, the hosts that may receive
+	// the JWT (iam_endpoint) and the IAM token it buys (endpoint): exact
+	// names or addresses ("iam.corp.example", "127.0.0.1"), or "*.domain"
+	// for every host under a domain. It replaces the default, which is
+	// Huawei Cloud's own IAM and SMS hosts (huaweiServiceHost): not whole
+	// domains, whose other hosts (OBS buckets) any customer names.
+	envIDTokenHosts = "SMS_ID_TOKEN_HOSTS" //nolint:gosec // G101: a variable's name, not a credential
 
 	maxIDTokenFile = 16 << 10
 )
@@ -47,6 +50,12 @@ func (b *backend) idTokenFile() string { return strings.TrimSpace(b.getenv(envID
 func (b *backend) idTokenSource(cfg *smsConfig) func(context.Context) (huawei.Secret, error) {
 	if cfg.authMethod() != authMethodIDToken {
 		return nil
+	}
+	if problems := b.idTokenHostProblems(cfg); len(problems) > 0 {
+		// Registered again with fewer hosts since the config was written:
+		// nothing goes to the ones the registration no longer allows.
+		err := errors.New(strings.Join(problems, "; "))
+		return func(context.Context) (huawei.Secret, error) { return "", err }
 	}
 	if path := b.idTokenFile(); path != "" {
 		return func(context.Context) (huawei.Secret, error) { return readIDTokenFile(path) }
@@ -171,46 +180,70 @@ func (b *backend) checkIDTokenSource(cfg *smsConfig) []string {
 		problems = append(problems, fmt.Sprintf("the id_token method needs a JWT: register the plugin with -env %s=<path of a file holding it> "+
 			"(vault plugin register -env ...), or set identity_token_audience to use Vault Enterprise's plugin identity tokens", envIDTokenFile))
 	}
+	return append(problems, b.idTokenHostProblems(cfg)...)
+}
+
+// huaweiServiceHost is Huawei Cloud's IAM or SMS service, global or in a
+// region: iam.myhuaweicloud.com, sms.ap-southeast-3.myhuaweicloud.com, and
+// the same under myhuaweicloud.eu.
+var huaweiServiceHost = regexp.MustCompile(`^(iam|sms)(\.[a-z]{2,}(-[a-z0-9]+){1,4})?\.myhuaweicloud\.(com|eu)$`)
+
+// idTokenHostProblems names the config's endpoints that the plugin's
+// registration does not allow the JWT and its IAM token to go to, and a
+// ca_cert it did not allow: a CA of the config writer's choice would let
+// whoever holds it impersonate IAM to the engine.
+func (b *backend) idTokenHostProblems(cfg *smsConfig) []string {
+	var problems []string
 	allowed := b.idTokenHosts()
+	where := "Huawei Cloud's own IAM and SMS hosts (iam.myhuaweicloud.com, {iam,sms}.<region>.myhuaweicloud.com, and the same under .eu)"
+	if allowed != nil {
+		where = strings.Join(allowed, ", ")
+	}
 	for _, f := range []struct{ name, url string }{{"iam_endpoint", cfg.IAMEndpoint}, {"endpoint", cfg.endpointURL()}} {
 		if !hostAllowed(f.url, allowed) {
-			problems = append(problems, fmt.Sprintf("%s: with the id_token method the JWT and the IAM token it buys go only to loopback or to hosts under %s "+
-				"(set by whoever registers the plugin, with -env %s=<domains>)", f.name, strings.Join(allowed, ", "), envIDTokenHosts))
+			problems = append(problems, fmt.Sprintf("%s: with the id_token method the JWT and the IAM token it buys go only to %s "+
+				"(whoever registers the plugin may name others, with -env %s=<hosts>)", f.name, where, envIDTokenHosts))
 		}
+	}
+	if cfg.CACert != "" && allowed == nil {
+		problems = append(problems, fmt.Sprintf("ca_cert: with the id_token method a private CA is trusted only when whoever registers the plugin "+
+			"names the hosts (-env %s=<hosts>); Huawei Cloud's own hosts are verified with the system's roots", envIDTokenHosts))
 	}
 	return problems
 }
 
+// idTokenHosts is the registration's list of hosts, or nil for the default.
 func (b *backend) idTokenHosts() []string {
-	raw := b.getenv(envIDTokenHosts)
-	if strings.TrimSpace(raw) == "" {
-		raw = defaultIDTokenHosts
-	}
 	var out []string
-	for _, d := range strings.Split(raw, ",") {
-		if d = strings.Trim(strings.ToLower(strings.TrimSpace(d)), "."); d != "" {
-			out = append(out, d)
+	for _, h := range strings.Split(b.getenv(envIDTokenHosts), ",") {
+		if h = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), "."); h != "" {
+			out = append(out, h)
 		}
 	}
 	return out
 }
 
-// hostAllowed reports whether raw's host is loopback, or one of the domains
-// or under one.
-func hostAllowed(raw string, domains []string) bool {
+// hostAllowed reports whether raw's host is one of the allowed hosts (an
+// exact name or address, or under a "*.domain"), or, with no list, one of
+// Huawei Cloud's own IAM and SMS hosts.
+func hostAllowed(raw string, allowed []string) bool {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return false
 	}
 	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
-	if isLoopbackHost(host) {
-		return true
-	}
-	if net.ParseIP(host) != nil {
+	if host == "" {
 		return false
 	}
-	for _, d := range domains {
-		if host == d || strings.HasSuffix(host, "."+d) {
+	if allowed == nil {
+		return huaweiServiceHost.MatchString(host)
+	}
+	ip := net.ParseIP(host)
+	for _, a := range allowed {
+		switch domain, wild := strings.CutPrefix(a, "*."); {
+		case wild && ip == nil && strings.HasSuffix(host, "."+domain):
+			return true
+		case !wild && (host == a || ip != nil && ip.Equal(net.ParseIP(a))):
 			return true
 		}
 	}
@@ -220,8 +253,7 @@ func hostAllowed(raw string, domains []string) bool {
 // idTokenReadFields are what a config read shows of the id_token method.
 func (b *backend) idTokenReadFields(cfg *smsConfig, data map[string]any) {
 	data["idp_id"] = cfg.IDPID
-	data["identity_token_audience"] = cfg.IdentityTokenAudience
-	data["identity_token_ttl"] = int64(cfg.IdentityTokenTTL.Seconds())
+	cfg.PopulatePluginIdentityTokenData(data)
 	if cfg.authMethod() == authMethodIDToken {
 		data["id_token_file"] = b.idTokenFile()
 	}

@@ -46,7 +46,8 @@ func newIDTokenEnv(t *testing.T, tune func(*smsfake.Options)) *idTokenEnv {
 		}
 	})
 	e := &idTokenEnv{testEnv: env, issuer: iss, file: filepath.Join(t.TempDir(), "token"), env: map[string]string{}}
-	e.env[envIDTokenFile] = e.file
+	// The stand-in listens on loopback: the registration names it.
+	e.env[envIDTokenFile], e.env[envIDTokenHosts] = e.file, "127.0.0.1"
 	env.b.getenv = func(k string) string { return e.env[k] }
 	return e
 }
@@ -137,8 +138,8 @@ func TestIDTokenConfigWritesAreCheckedBeforeAnyExchange(t *testing.T) {
 		file  string // written to the JWT file when set
 		want  []string
 	}{
-		"no source":         {env: map[string]string{}, want: []string{"SMS_ID_TOKEN_FILE", "identity_token_audience"}},
-		"missing file":      {env: map[string]string{envIDTokenFile: "/nonexistent/token"}, want: []string{"SMS_ID_TOKEN_FILE", "could not be read"}},
+		"no source":         {env: map[string]string{envIDTokenHosts: "127.0.0.1"}, want: []string{"SMS_ID_TOKEN_FILE", "identity_token_audience"}},
+		"missing file":      {env: map[string]string{envIDTokenFile: "/nonexistent/token", envIDTokenHosts: "127.0.0.1"}, want: []string{"SMS_ID_TOKEN_FILE", "could not be read"}},
 		"not a JWS":         {file: garbage, want: []string{"does not hold an ID token"}},
 		"unsigned JWT":      {file: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln", want: []string{"signing algorithm"}},
 		"two JWTs":          {file: "a.b.c\na.b.c", want: []string{"base64url"}},
@@ -152,7 +153,7 @@ func TestIDTokenConfigWritesAreCheckedBeforeAnyExchange(t *testing.T) {
 		"ttl out of bounds": {extra: map[string]any{"identity_token_ttl": 30}, want: []string{"identity_token_ttl"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			env.env = map[string]string{envIDTokenFile: env.file}
+			env.env = map[string]string{envIDTokenFile: env.file, envIDTokenHosts: "127.0.0.1"}
 			if tc.env != nil {
 				env.env = tc.env
 			}
@@ -173,11 +174,26 @@ func TestIDTokenConfigWritesAreCheckedBeforeAnyExchange(t *testing.T) {
 		})
 	}
 
-	// The registration may widen the hosts the JWT goes to.
-	env.env = map[string]string{envIDTokenFile: env.file, envIDTokenHosts: "example.com"}
+	// The registration may name other hosts the JWT goes to.
+	env.env = map[string]string{envIDTokenFile: env.file, envIDTokenHosts: "127.0.0.1, *.example.com"}
 	status, msg := env.configureIDToken(map[string]any{"endpoint": "https://sms.example.com"})
 	require.Equal(t, http.StatusNoContent, status, msg)
 	require.NotContains(t, env.logs.String(), "hunter2")
+
+	// Without a list: Huawei Cloud's own IAM and SMS hosts, and no private CA.
+	env.env = map[string]string{envIDTokenFile: env.file}
+	status, msg = env.configureIDToken(map[string]any{"endpoint": "https://sms.ap-southeast-3.myhuaweicloud.com",
+		"iam_endpoint": "https://iam.myhuaweicloud.com"})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	for _, host := range []string{"https://iam.eu-west-101.myhuaweicloud.eu", "https://iam.ap-southeast-1.myhuaweicloud.com"} {
+		status, msg = env.write("config", map[string]any{"iam_endpoint": host})
+		require.Equal(t, http.StatusNoContent, status, msg)
+	}
+	for _, host := range []string{"http://127.0.0.1:8200", "https://sms.example.com", "https://iam.myhuaweicloud.com.evil.test"} {
+		status, msg = env.write("config", map[string]any{"iam_endpoint": host})
+		require.Equal(t, http.StatusBadRequest, status, host)
+		require.Contains(t, msg, "iam_endpoint: with the id_token method")
+	}
 }
 
 // identitySystem is a system view that issues plugin identity tokens, as
@@ -217,7 +233,7 @@ func TestPluginIdentityTokensOnCommunityEditionAre400PointingToTheFile(t *testin
 		return "", errors.New(pluginidentityutil.ErrPluginWorkloadIdentityUnsupported.Error())
 	}}
 	withSystem(t, env.testEnv, sys)
-	env.env = map[string]string{}
+	env.env = map[string]string{envIDTokenHosts: "127.0.0.1"}
 	status, msg := env.configureIDToken(map[string]any{"identity_token_audience": testAudience})
 	require.Equal(t, http.StatusBadRequest, status, msg)
 	require.Contains(t, msg, "Vault Enterprise")
@@ -239,7 +255,7 @@ func TestPluginIdentityTokensAreExchangedOnEnterprise(t *testing.T) {
 			"iat": now.Unix(), "exp": now.Add(req.TTL).Unix()})
 	}
 	withSystem(t, env.testEnv, sys)
-	env.env = map[string]string{} // no file: the plugin identity token is used
+	env.env = map[string]string{envIDTokenHosts: "127.0.0.1"} // no file: the plugin identity token is used
 	status, msg := env.configureIDToken(map[string]any{"identity_token_audience": testAudience, "identity_token_ttl": "30m"})
 	require.Equal(t, http.StatusNoContent, status, msg)
 
@@ -278,4 +294,30 @@ func TestIDTokenRefusalsAre502AndRemembered(t *testing.T) {
 	status, msg = env.configureIDToken(map[string]any{"cache_ttl": 0})
 	require.Equal(t, http.StatusBadRequest, status, msg)
 	require.NotContains(t, msg, "secret-material")
+}
+
+func TestIDTokenFileBrokenAfterTheConfigIsA502ThatDoesNotQuoteIt(t *testing.T) {
+	env := newIDTokenEnv(t, nil)
+	env.mint("sub")
+	status, msg := env.configureIDToken(map[string]any{"cache_ttl": 0})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
+
+	// The file is replaced by something else (a mount gone wrong), and IAM
+	// revokes the token held: the next exchange reads the file and stops.
+	require.NoError(t, os.WriteFile(env.file, []byte("BEGIN PRIVATE KEY secret-material-9f8e7d6c"), 0o600))
+	env.fake.RevokeTokens()
+	exchanges := env.fake.Stats().IAMKeyCalls["id-token"]
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusBadGateway, status, msg)
+	require.Contains(t, msg, "SMS_ID_TOKEN_FILE")
+	require.NotContains(t, msg, "secret-material")
+	require.NotContains(t, env.logs.String(), "secret-material")
+	require.Equal(t, exchanges, env.fake.Stats().IAMKeyCalls["id-token"], "nothing is sent to IAM")
+
+	// Mended by whoever runs Vault: the next read works, no config write needed.
+	env.mint("sub")
+	_, status, msg = env.readPassphrase(testTask)
+	require.Equal(t, http.StatusOK, status, msg)
 }

@@ -159,12 +159,14 @@ func (c *connection) clientFor(via *agencyRef) *huawei.Client {
 }
 
 // dropAgency forgets the credentials of key: the next read obtains new ones.
-// Reads in flight finish with the old ones.
+// Reads in flight finish with the old ones, an assume_role in flight
+// included: the old client is closed once they must have ended, as a
+// rotation's old connection is.
 func (c *connection) dropAgency(key string) {
 	c.agencies.mu.Lock()
 	defer c.agencies.mu.Unlock()
 	if cl := c.agencies.m[key]; cl != nil {
-		cl.Close()
+		time.AfterFunc(2*c.cfg.RequestTimeout, cl.Close)
 		delete(c.agencies.m, key)
 	}
 }

@@ -1,10 +1,12 @@
 package sms
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -282,4 +284,25 @@ func TestSessionUserNamesAreValidAndDistinct(t *testing.T) {
 		require.NotContains(t, seen, n, "two roles share a session name")
 		seen[n] = role
 	}
+}
+
+// A role write drops the role's agency credentials, but a read in flight,
+// waiting on IAM for them, still gets them: the call is not cancelled under it.
+func TestRoleWriteDuringAnAssumeRoleInFlightFailsNoRead(t *testing.T) {
+	env := newAgencyEnv(t)
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultSlowHeaders, Target: "iam", Call: "security-token",
+		Delay: smsfake.Duration(300 * time.Millisecond), Times: 1}))
+	done := make(chan string, 1)
+	go func() {
+		_, status, msg := env.read("roles/team-a/passphrase/" + taskOfA)
+		done <- fmt.Sprint(status, " ", msg)
+	}()
+	require.Eventually(t, func() bool { return assumeRoleCalls(env) == 1 }, 10*time.Second, time.Millisecond)
+	status, msg := env.write("roles/team-a", map[string]any{"description": "changed while a read waits on IAM"})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	require.Equal(t, "200 ", <-done)
+	// The assume_role in flight was not cancelled under it: no upstream
+	// call of the read failed (the changed role then has credentials of
+	// its own).
+	require.Zero(t, env.b.stats.errors.Load(), "an upstream call failed: %s", env.safe(env.logs.String()))
 }

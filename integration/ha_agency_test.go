@@ -31,7 +31,7 @@ func TestRaftFailoverWithAgencyRoles(t *testing.T) {
 
 	nodes := startRaftCluster(t)
 	leader := nodes[0]
-	leader.registerWithEnv(version1, "SMS_ID_TOKEN_FILE="+tokenFile.path)
+	leader.registerForIDToken(version1, tokenFile)
 	leader.root("secrets", "enable", "-path=sms", pluginName)
 	leader.root("write", "sms/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
 		"idp_id="+fedIdpID, "domain_name="+fedAccount)

@@ -26,7 +26,7 @@ func TestHostileIAMQuotingTheJWTAndTokensThroughVault(t *testing.T) {
 	})
 	defer neverLogIssued(fake)
 	v := newVault(t, "hostile-iam")
-	v.registerWithEnv(version1, "SMS_ID_TOKEN_FILE="+tokenFile.path)
+	v.registerForIDToken(version1, tokenFile)
 	v.root("secrets", "enable", "-path=sms", pluginName)
 	v.root("write", "sms/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
 		"idp_id="+fedIdpID, "domain_name="+fedAccount, "cache_ttl=0")

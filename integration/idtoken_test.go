@@ -46,7 +46,7 @@ func TestIDTokenFromAProjectedFileThroughVault(t *testing.T) {
 	v := newVault(t, "idtoken")
 	auditPath := filepath.Join(t.TempDir(), "audit.log")
 	v.root("audit", "enable", "file", "file_path="+auditPath)
-	v.registerWithEnv(version1, "SMS_ID_TOKEN_FILE="+tokenFile.path)
+	v.registerForIDToken(version1, tokenFile)
 	v.root("secrets", "enable", "-path=sms", pluginName)
 	out := v.root("write", "sms/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
 		"idp_id="+fedIdpID, "domain_name="+fedAccount, "cache_ttl=0")
@@ -173,8 +173,8 @@ func TestIDTokenFromAProjectedFileThroughVault(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, errOut, "Code: 400")
 
-	// The same plugin registered without the variable: no source, 400.
-	v.register(version2)
+	// The same plugin registered without the file's variable: no source, 400.
+	v.registerWithEnv(version2, "SMS_ID_TOKEN_HOSTS=127.0.0.1")
 	v.root("secrets", "enable", "-path=sms-noenv", "-plugin-version="+version2, pluginName)
 	_, errOut, err = v.cli(v.rootToken, "write", "sms-noenv/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
 		"idp_id="+fedIdpID, "domain_name="+fedAccount)
@@ -203,7 +203,7 @@ func TestConfigWriterCannotRedirectTheIDToken(t *testing.T) {
 	defer neverLogIssued(fake)
 
 	v := newVault(t, "idtoken-writer")
-	v.registerWithEnv(version1, "SMS_ID_TOKEN_FILE="+tokenFile.path)
+	v.registerWithEnv(version1, "SMS_ID_TOKEN_FILE="+tokenFile.path, "SMS_ID_TOKEN_HOSTS=127.0.0.1,sms.ap-southeast-3.myhuaweicloud.com")
 	v.root("secrets", "enable", "-path=sms", pluginName)
 	v.root("write", "sms/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
 		"idp_id="+fedIdpID, "domain_name="+fedAccount, "cache_ttl=0")
@@ -222,12 +222,15 @@ func TestConfigWriterCannotRedirectTheIDToken(t *testing.T) {
 	require.Equal(t, passphrase, strings.TrimSpace(v.root("read", "-field=passphrase", "sms/passphrase/demo-task-0001")))
 	require.NotContains(t, sent.all(), otherJWT, "the engine read a file a config writer named")
 
-	// Moving IAM, or SMS, to the writer's host: a 400 naming the field and
-	// SMS_ID_TOKEN_HOSTS, the config left as it was.
-	for field, url := range map[string]string{
-		"iam_endpoint": "https://iam.collector.example.com",
-		"endpoint":     "https://sms.collector.example.com",
+	// Moving IAM, or SMS, to the writer's host, or to a host of Huawei
+	// Cloud's domain that is not listed (a bucket's, say): a 400 naming the
+	// field and SMS_ID_TOKEN_HOSTS, the config left as it was.
+	for _, move := range []struct{ field, url string }{
+		{"iam_endpoint", "https://iam.collector.example.com"},
+		{"endpoint", "https://sms.collector.example.com"},
+		{"endpoint", "https://collector.obs.ap-southeast-3.myhuaweicloud.com"},
 	} {
+		field, url := move.field, move.url
 		_, errOut, err := v.cli(writer, "write", "sms/config", field+"="+url)
 		require.Error(t, err, field)
 		require.Contains(t, errOut, "Code: 400", field)
@@ -238,8 +241,20 @@ func TestConfigWriterCannotRedirectTheIDToken(t *testing.T) {
 		require.Equal(t, fake.URL, cfg[field], "%s: the stored config changed", field)
 	}
 	_, errOut, err := v.cli(writer, "write", "sms/config", "region=ap-southeast-3", "endpoint=")
-	require.NoError(t, err, "a Huawei Cloud region is allowed: %s", errOut)
+	require.NoError(t, err, "a listed host is allowed: %s", errOut)
 	cfg, err = v.readJSON(writer, "sms/config")
 	require.NoError(t, err)
 	require.Equal(t, "ap-southeast-3", cfg["region"])
+
+	// Registered without SMS_ID_TOKEN_HOSTS: Huawei Cloud's own IAM and SMS
+	// hosts only, not even loopback.
+	v.registerWithEnv(version2, "SMS_ID_TOKEN_FILE="+tokenFile.path)
+	v.root("secrets", "enable", "-path=sms-default", "-plugin-version="+version2, pluginName)
+	_, errOut, err = v.cli(v.rootToken, "write", "sms-default/config", "endpoint="+fake.URL, "iam_endpoint="+fake.URL,
+		"idp_id="+fedIdpID, "domain_name="+fedAccount)
+	require.Error(t, err)
+	require.Contains(t, errOut, "Code: 400")
+	require.Contains(t, errOut, "SMS_ID_TOKEN_HOSTS")
+	v.root("write", "sms-default/config", "region=ap-southeast-3", "iam_endpoint=https://iam.ap-southeast-3.myhuaweicloud.com",
+		"idp_id="+fedIdpID, "domain_name="+fedAccount)
 }

@@ -242,6 +242,15 @@ func (v *vaultServer) registerWithEnv(version string, env ...string) {
 	v.cliOK(v.rootToken, append(args, "secret", pluginName)...)
 }
 
+// registerForIDToken registers the plugin at version as the recipes say,
+// with the token file, and with the stand-in's loopback address as the one
+// host the JWT and the IAM token may go to (SMS_ID_TOKEN_HOSTS; by default
+// only Huawei Cloud's own IAM and SMS hosts may).
+func (v *vaultServer) registerForIDToken(version string, tokenFile *projectedToken) {
+	v.t.Helper()
+	v.registerWithEnv(version, "SMS_ID_TOKEN_FILE="+tokenFile.path, "SMS_ID_TOKEN_HOSTS=127.0.0.1")
+}
+
 // neverLogIssued adds every token and temporary credential the stand-in
 // issued to the values no log may hold.
 func neverLogIssued(fake *fakeSMS) {

@@ -359,6 +359,9 @@ func tokenFailure(e *Error) {
 // and IAM does not matter.
 func (c *Client) iamToken(k call, ans *answer) (string, time.Duration, *iamTokenResponse, error) {
 	tok := ans.header.Get("X-Subject-Token")
+	// The answer is judged with the token it issued redacted: an answer
+	// refused for the rest may still quote it (X-Request-Id, the body).
+	k.redact = append(k.redact, nonEmpty(tok)...)
 	if !visibleASCII(tok, maxTokenLength) {
 		return "", 0, nil, c.bad(k, ans, "answered without a usable X-Subject-Token header")
 	}

@@ -106,7 +106,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	_ = resp.Body.Close()
 	if t.logger.IsDebug() {
 		t.logger.Debug("upstream request", "service", t.service, "path", req.URL.Path, "status", resp.StatusCode,
-			"latency", t.now().Sub(start).String(), "request_id", t.redact.clean(resp.Header.Get("X-Request-Id"), sentCredentials(out)...))
+			"latency", t.now().Sub(start).String(), "request_id", t.redact.clean(resp.Header.Get("X-Request-Id"), append(sentCredentials(out), resp.Header.Get("X-Subject-Token"))...))
 	}
 	if readErr != nil {
 		return nil, &brokenBody{status: resp.StatusCode, err: t.cleaned(readErr, out)}
