@@ -20,6 +20,7 @@ const (
 	maxAgencyDuration     = 24 * time.Hour
 	defaultAgencyDuration = time.Hour
 	maxSessionName        = 64
+	sessionNamePrefix     = "vault-"
 )
 
 // sessionNamePattern is IAM's rule for session_user.name.
@@ -69,12 +70,14 @@ func newAgencyRef(r *role) *agencyRef {
 // sessionUserName derives IAM's session_user.name (5 to 64 characters, a
 // letter first, then letters, digits, '-' and '_') from a role name: the
 // name itself when it qualifies, else "vault-" and the name, shortened with
-// a hash when that is too long, so that two roles never share one.
+// a hash when that is too long, so that two roles never share one. A name
+// that qualifies but starts with "vault-" is prefixed too: kept as it is,
+// role "vault-abc" would act under the name derived for role "abc".
 func sessionUserName(role string) string {
-	if sessionNamePattern.MatchString(role) {
+	if sessionNamePattern.MatchString(role) && !strings.HasPrefix(strings.ToLower(role), sessionNamePrefix) {
 		return role
 	}
-	n := "vault-" + role
+	n := sessionNamePrefix + role
 	if len(n) > maxSessionName {
 		sum := sha256.Sum256([]byte(role))
 		n = n[:maxSessionName-9] + "-" + hex.EncodeToString(sum[:4])
