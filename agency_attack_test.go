@@ -114,3 +114,30 @@ func TestAttackCacheSpaceOfAnAgencyNoRoleNamesIsFreed(t *testing.T) {
 	// team-a and team-b remain.
 	require.Equal(t, 2, spaces, "cache spaces of agencies that no role names are never freed")
 }
+
+// SMS refusing an agency's call is about the agency's policy: the error
+// must say so, and never have the operator grant SMS rights to the engine's
+// own credential, which the least-privilege deployment keeps without any.
+func TestAttackAgencyRefusalPointsAtTheAgencyNotTheEngineConfig(t *testing.T) {
+	env := newAgencyEnv(t)
+	require.NoError(t, env.fake.SetAgency(smsfake.Agency{Name: "auditor", Domain: teamAAcct, Trusted: []string{rootAccount},
+		Permissions: &smsfake.Permissions{Actions: []string{"sms:server:getTask"}}}))
+	status, msg := env.write("roles/auditor", map[string]any{"agency_name": "auditor", "agency_domain_name": teamAAcct})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	for _, path := range []string{"roles/auditor/passphrase/" + taskOfA, "roles/auditor/certkey/" + taskOfA} {
+		_, status, msg = env.read(path)
+		require.Equal(t, http.StatusBadGateway, status, msg)
+		require.Contains(t, msg, "SMS.9004")
+		require.Contains(t, msg, `agency "auditor"`)
+		require.NotContains(t, msg, "engine's config")
+	}
+	_, status, msg = env.request("list", "roles/auditor/tasks", nil)
+	require.Equal(t, http.StatusBadGateway, status, msg)
+	require.Contains(t, msg, `agency "auditor"`)
+	require.NotContains(t, msg, "engine's config")
+
+	// Direct reads keep pointing at the engine's own credential.
+	_, status, msg = env.readPassphrase(taskOfA)
+	require.Equal(t, http.StatusBadGateway, status, msg)
+	require.Contains(t, msg, "engine's config")
+}
