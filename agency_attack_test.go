@@ -141,3 +141,17 @@ func TestAttackAgencyRefusalPointsAtTheAgencyNotTheEngineConfig(t *testing.T) {
 	require.Equal(t, http.StatusBadGateway, status, msg)
 	require.Contains(t, msg, "engine's config")
 }
+
+// agency_duration written to a role without an agency is bad input, a 400
+// naming the field, not a 204 that drops it.
+func TestAttackAgencyDurationWithoutAgencyIsRefused(t *testing.T) {
+	env := newAgencyEnv(t)
+	status, msg := env.write("roles/plain", map[string]any{"task_name_globs": "web-*"})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	status, msg = env.write("roles/plain", map[string]any{"agency_duration": "2h"})
+	require.Equal(t, http.StatusBadRequest, status, msg)
+	require.Contains(t, msg, "agency_duration")
+	status, msg = env.write("roles/new-plain", map[string]any{"task_name_globs": "web-*", "agency_duration": "2h"})
+	require.Equal(t, http.StatusBadRequest, status, msg)
+	require.Contains(t, msg, "agency_duration")
+}

@@ -89,7 +89,7 @@ func sessionUserName(role string) string {
 // names, returning the problems, each naming its field.
 func applyAgencyFields(r *role, d *framework.FieldData) []string {
 	var problems []string
-	written := false
+	written, durationWritten := false, false
 	for _, f := range []struct {
 		name string
 		dst  *string
@@ -102,7 +102,7 @@ func applyAgencyFields(r *role, d *framework.FieldData) []string {
 	if v, ok := d.GetOk("agency_duration"); ok {
 		secs := v.(int)
 		r.AgencyDuration = time.Duration(min(secs, maxDurationSeconds)) * time.Second
-		written = true
+		written, durationWritten = true, true
 		if r.AgencyDuration < minAgencyDuration || r.AgencyDuration > maxAgencyDuration {
 			problems = append(problems, fmt.Sprintf("agency_duration must be between %s and %s", minAgencyDuration, maxAgencyDuration))
 		}
@@ -113,6 +113,10 @@ func applyAgencyFields(r *role, d *framework.FieldData) []string {
 	if r.AgencyName == "" {
 		if r.AgencyDomainID != "" || r.AgencyDomainName != "" {
 			problems = append(problems, "agency_domain_id and agency_domain_name need agency_name (clear them with empty values to remove the agency)")
+		}
+		if durationWritten {
+			// Dropped without a word, the operator would believe it set.
+			problems = append(problems, "agency_duration needs agency_name")
 		}
 		r.AgencyDuration = 0
 		return problems
