@@ -155,3 +155,44 @@ func TestAttackAgencyDurationWithoutAgencyIsRefused(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status, msg)
 	require.Contains(t, msg, "agency_duration")
 }
+
+// A role write drops that role's agency credentials, and must not fail the
+// reads of another role that shares the answer in flight: roles naming the
+// same agency share their fetches (one upstream call per task and
+// identity), so closing the changed role's client under a shared fetch
+// fails the other team's read.
+func TestAttackRoleWriteDoesNotFailAnotherRolesSharedFetch(t *testing.T) {
+	env := newAgencyEnv(t)
+	status, msg := env.write("roles/team-a-too", map[string]any{"agency_name": agencyA, "agency_domain_name": teamAAcct})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	// The first assume_role is held until released.
+	require.NoError(t, env.fake.AddFault(smsfake.Fault{Mode: smsfake.FaultStatus, Status: http.StatusCreated, Target: "iam",
+		Call: "security-token", Body: smsfake.BodyHold, Times: 1}))
+
+	misses := func() uint64 { return env.b.cache.stats[kindTask].misses.Load() }
+	first := make(chan int, 1)
+	go func() {
+		_, status, _ := env.read("roles/team-a/passphrase/" + taskOfA)
+		first <- status
+	}()
+	require.Eventually(t, func() bool { return assumeRoleCalls(env) == 1 }, 10*time.Second, time.Millisecond)
+	type result struct {
+		status int
+		msg    string
+	}
+	second := make(chan result, 1)
+	go func() {
+		_, status, msg := env.read("roles/team-a-too/passphrase/" + taskOfA)
+		second <- result{status, msg}
+	}()
+	// team-a-too's read has joined team-a's fetch of the task's metadata.
+	require.Eventually(t, func() bool { return misses() == 2 }, 10*time.Second, time.Millisecond)
+
+	status, msg = env.write("roles/team-a", map[string]any{"description": "unrelated change"})
+	require.Equal(t, http.StatusNoContent, status, msg)
+	env.fake.Release()
+
+	require.Equal(t, http.StatusOK, <-first)
+	got := <-second
+	require.Equal(t, http.StatusOK, got.status, "team-a-too's read failed because team-a was written: %s", env.safe(got.msg))
+}

@@ -166,13 +166,16 @@ func (c *connection) clientFor(via *agencyRef) *huawei.Client {
 }
 
 // dropAgency forgets the credentials of key: the next read obtains new ones.
-// Reads in flight finish with the old ones.
+// Reads in flight finish with the old ones: the client is closed only once
+// they must have ended, as a rotation's old connection is. Closing it at once
+// would cancel an assume_role in flight, and with it the reads of every
+// other role that shares the fetch (roles naming one agency share answers).
 func (c *connection) dropAgency(key string) {
 	c.agencies.mu.Lock()
 	defer c.agencies.mu.Unlock()
 	if cl := c.agencies.m[key]; cl != nil {
-		cl.Close()
 		delete(c.agencies.m, key)
+		time.AfterFunc(2*c.cfg.RequestTimeout, cl.Close)
 	}
 }
 
