@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -38,6 +39,9 @@ type agencyRef struct {
 	// the session name. Roles that agree on all three share them.
 	key   string
 	space *space
+	// dropped is set once the role is replaced or deleted: reads still in
+	// flight through it keep no credentials behind.
+	dropped atomic.Bool
 }
 
 // sp is the cache space of reads through a (nil: the mount's own).
@@ -157,6 +161,14 @@ func (c *connection) clientFor(via *agencyRef) *huawei.Client {
 	if cl := c.agencies.m[via.key]; cl != nil {
 		return cl
 	}
+	if via.dropped.Load() {
+		// The role changed during this read, which is judged again by the
+		// stored role: it finishes, and leaves no client (nor credentials)
+		// that no role would ever drop.
+		cl := c.client.WithAgency(via.agency)
+		time.AfterFunc(2*c.cfg.RequestTimeout, cl.Close)
+		return cl
+	}
 	if c.agencies.m == nil {
 		c.agencies.m = map[string]*huawei.Client{}
 	}
@@ -185,6 +197,7 @@ func (b *backend) roleChanged(old *role) {
 	if old.agency == nil {
 		return
 	}
+	old.agency.dropped.Store(true)
 	if c := b.conn.Load(); c != nil {
 		c.dropAgency(old.agency.key)
 	}
