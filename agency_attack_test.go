@@ -91,7 +91,6 @@ func TestAttackSessionNamesOfPrefixedRolesStayDistinct(t *testing.T) {
 // a space that once held cache_max_entries tasks keeps that memory for as
 // long as it exists.
 func TestAttackCacheSpaceOfAnAgencyNoRoleNamesIsFreed(t *testing.T) {
-	t.Skip("attack: cache spaces of agencies no role names any more are never freed")
 	env := newAgencyEnv(t)
 	for i := 0; i < 3; i++ {
 		name := "deploy-" + strings.Repeat("x", i+1)
