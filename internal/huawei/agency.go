@@ -56,6 +56,7 @@ func (c *Client) WithAgency(a Agency) *Client {
 		rps:        c.rps,
 		requests:   c.requests,
 		derived:    true,
+		agency:     &a,
 		ctx:        ctx,
 		cancel:     cancel,
 	}
