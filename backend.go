@@ -114,7 +114,7 @@ func newBackend(logger hclog.Logger, now func() time.Time) *backend {
 	}
 	b := &backend{logger: logger, now: now, getenv: os.Getenv, keyCheck: keyCheckBound}
 	b.cache = newCache(defaultCacheMaxEntries, now, logger)
-	b.roles.spaceFor, b.roles.changed = b.cache.spaceFor, b.roleChanged
+	b.roles.spaceFor, b.roles.changed, b.roles.releaseSpace = b.cache.spaceFor, b.roleChanged, b.cache.releaseSpace
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,

@@ -99,8 +99,8 @@ func newSpace(size int) *space {
 }
 
 // spaceFor returns the space of an agency identity, made on first use. A
-// space lives as long as the backend (roles keep pointers to it); a flush
-// empties it.
+// space lives as long as a role this node knows names its agency (roles keep
+// pointers to it; see releaseSpace); a flush empties it.
 func (c *cache) spaceFor(identity string) *space {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -110,6 +110,20 @@ func (c *cache) spaceFor(identity string) *space {
 	sp := newSpace(c.size)
 	c.spaces[identity] = sp
 	return sp
+}
+
+// releaseSpace forgets the space of an agency identity that no role names
+// any more, emptying it: reads still in flight through a role that named it
+// may store in it, and nothing serves them again.
+func (c *cache) releaseSpace(identity string, sp *space) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sp == nil || c.spaces[identity] != sp {
+		return
+	}
+	delete(c.spaces, identity)
+	sp.tasks.Purge()
+	sp.meta.Purge()
 }
 
 // all calls fn for every space. The caller holds c.mu.

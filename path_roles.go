@@ -260,6 +260,9 @@ type roles struct {
 	// Both run under mu.
 	spaceFor func(identity string) *space
 	changed  func(old *role)
+	// releaseSpace is told of an agency identity no role names any more,
+	// with the space its last role had. It runs under mu.
+	releaseSpace func(identity string, sp *space)
 }
 
 // roleSnapshot maps names to the roles that exist. A
@@ -302,13 +305,17 @@ func (rs *roles) cached(name string) (r *role, known bool) {
 // The caller holds mu.
 func (rs *roles) set(name string, r *role, keep bool) {
 	next := &roleSnapshot{}
+	var gone *agencyRef // the agency of the role replaced or dropped
 	if s := rs.known.Load(); s != nil {
 		for i, n := range s.names {
 			if n != name {
 				next.names = append(next.names, n)
 				next.roles = append(next.roles, s.roles[i])
-			} else if old := s.roles[i]; old != r && old.agency != nil && rs.changed != nil {
-				rs.changed(old)
+			} else if old := s.roles[i]; old != r && old.agency != nil {
+				gone = old.agency
+				if rs.changed != nil {
+					rs.changed(old)
+				}
 			}
 		}
 	}
@@ -326,6 +333,23 @@ func (rs *roles) set(name string, r *role, keep bool) {
 		}
 	}
 	rs.known.Store(next)
+	if gone != nil && rs.releaseSpace != nil && !next.namesAgency(gone.identity) {
+		// No role this node knows names the agency any more: its cache
+		// space goes, or every agency ever named would keep memory. A role
+		// loaded later gets a new one.
+		rs.releaseSpace(gone.identity, gone.space)
+	}
+}
+
+// namesAgency reports whether a role of the snapshot acts through the
+// agency identity.
+func (s *roleSnapshot) namesAgency(identity string) bool {
+	for _, r := range s.roles {
+		if r != nil && r.agency != nil && r.agency.identity == identity {
+			return true
+		}
+	}
+	return false
 }
 
 // get returns a role, or nil if it does not exist. Only roles that exist

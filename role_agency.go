@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -20,6 +21,7 @@ const (
 	maxAgencyDuration     = 24 * time.Hour
 	defaultAgencyDuration = time.Hour
 	maxSessionName        = 64
+	sessionNamePrefix     = "vault-"
 )
 
 // sessionNamePattern is IAM's rule for session_user.name.
@@ -37,6 +39,9 @@ type agencyRef struct {
 	// the session name. Roles that agree on all three share them.
 	key   string
 	space *space
+	// dropped is set once the role is replaced or deleted: reads still in
+	// flight through it keep no credentials behind.
+	dropped atomic.Bool
 }
 
 // sp is the cache space of reads through a (nil: the mount's own).
@@ -69,12 +74,14 @@ func newAgencyRef(r *role) *agencyRef {
 // sessionUserName derives IAM's session_user.name (5 to 64 characters, a
 // letter first, then letters, digits, '-' and '_') from a role name: the
 // name itself when it qualifies, else "vault-" and the name, shortened with
-// a hash when that is too long, so that two roles never share one.
+// a hash when that is too long, so that two roles never share one. A name
+// that qualifies but starts with "vault-" is prefixed too: kept as it is,
+// role "vault-abc" would act under the name derived for role "abc".
 func sessionUserName(role string) string {
-	if sessionNamePattern.MatchString(role) {
+	if sessionNamePattern.MatchString(role) && !strings.HasPrefix(strings.ToLower(role), sessionNamePrefix) {
 		return role
 	}
-	n := "vault-" + role
+	n := sessionNamePrefix + role
 	if len(n) > maxSessionName {
 		sum := sha256.Sum256([]byte(role))
 		n = n[:maxSessionName-9] + "-" + hex.EncodeToString(sum[:4])
@@ -86,7 +93,7 @@ func sessionUserName(role string) string {
 // names, returning the problems, each naming its field.
 func applyAgencyFields(r *role, d *framework.FieldData) []string {
 	var problems []string
-	written := false
+	written, durationWritten := false, false
 	for _, f := range []struct {
 		name string
 		dst  *string
@@ -99,7 +106,7 @@ func applyAgencyFields(r *role, d *framework.FieldData) []string {
 	if v, ok := d.GetOk("agency_duration"); ok {
 		secs := v.(int)
 		r.AgencyDuration = time.Duration(min(secs, maxDurationSeconds)) * time.Second
-		written = true
+		written, durationWritten = true, true
 		if r.AgencyDuration < minAgencyDuration || r.AgencyDuration > maxAgencyDuration {
 			problems = append(problems, fmt.Sprintf("agency_duration must be between %s and %s", minAgencyDuration, maxAgencyDuration))
 		}
@@ -110,6 +117,10 @@ func applyAgencyFields(r *role, d *framework.FieldData) []string {
 	if r.AgencyName == "" {
 		if r.AgencyDomainID != "" || r.AgencyDomainName != "" {
 			problems = append(problems, "agency_domain_id and agency_domain_name need agency_name (clear them with empty values to remove the agency)")
+		}
+		if durationWritten {
+			// Dropped without a word, the operator would believe it set.
+			problems = append(problems, "agency_duration needs agency_name")
 		}
 		r.AgencyDuration = 0
 		return problems
@@ -150,6 +161,14 @@ func (c *connection) clientFor(via *agencyRef) *huawei.Client {
 	if cl := c.agencies.m[via.key]; cl != nil {
 		return cl
 	}
+	if via.dropped.Load() {
+		// The role changed during this read, which is judged again by the
+		// stored role: it finishes, and leaves no client (nor credentials)
+		// that no role would ever drop.
+		cl := c.client.WithAgency(via.agency)
+		time.AfterFunc(2*c.cfg.RequestTimeout, cl.Close)
+		return cl
+	}
 	if c.agencies.m == nil {
 		c.agencies.m = map[string]*huawei.Client{}
 	}
@@ -159,15 +178,16 @@ func (c *connection) clientFor(via *agencyRef) *huawei.Client {
 }
 
 // dropAgency forgets the credentials of key: the next read obtains new ones.
-// Reads in flight finish with the old ones, an assume_role in flight
-// included: the old client is closed once they must have ended, as a
-// rotation's old connection is.
+// Reads in flight finish with the old ones: the client is closed only once
+// they must have ended, as a rotation's old connection is. Closing it at once
+// would cancel an assume_role in flight, and with it the reads of every
+// other role that shares the fetch (roles naming one agency share answers).
 func (c *connection) dropAgency(key string) {
 	c.agencies.mu.Lock()
 	defer c.agencies.mu.Unlock()
 	if cl := c.agencies.m[key]; cl != nil {
-		time.AfterFunc(2*c.cfg.RequestTimeout, cl.Close)
 		delete(c.agencies.m, key)
+		time.AfterFunc(2*c.cfg.RequestTimeout, cl.Close)
 	}
 }
 
@@ -177,6 +197,7 @@ func (b *backend) roleChanged(old *role) {
 	if old.agency == nil {
 		return
 	}
+	old.agency.dropped.Store(true)
 	if c := b.conn.Load(); c != nil {
 		c.dropAgency(old.agency.key)
 	}

@@ -56,6 +56,7 @@ func (c *Client) WithAgency(a Agency) *Client {
 		rps:        c.rps,
 		requests:   c.requests,
 		derived:    true,
+		agency:     &a,
 		ctx:        ctx,
 		cancel:     cancel,
 	}
@@ -135,16 +136,7 @@ func (s *tokenSource) assume(ctx context.Context, parent *Client, a Agency) (obt
 			s.remember(e)
 			return obtained{}, e
 		}
-		switch e.Kind {
-		case KindThrottled:
-			e.Detail = "throttled the request for the agency's temporary credentials"
-		case KindServer:
-			e.Detail = "failed to issue the agency's temporary credentials"
-		case KindBadResponse:
-			// Keep the gateway's and the redirect's explanations.
-		default:
-			e.Kind, e.Detail = KindBadResponse, "answered the request for the agency's temporary credentials with an unexpected status; check iam_endpoint"
-		}
+		issueFailure(e, "the request for the agency's temporary credentials", "the agency's temporary credentials")
 		return obtained{}, e
 	}
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,21 +75,10 @@ func TestAgencyByDomainIDIsAssumed(t *testing.T) {
 func TestAgencyConcurrentReadersShareOneAssumeRole(t *testing.T) {
 	e := newFedEnv(t, nil)
 	d := e.client(MethodPassword, nil).WithAgency(teamA)
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := d.Passphrase(context.Background(), fedTask)
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	concurrently(t, 20, func() error {
+		_, err := d.Passphrase(context.Background(), fedTask)
+		return err
+	})
 	require.EqualValues(t, 1, e.assumes())
 	require.EqualValues(t, 1, e.fake.Stats().IAMTokenRequests, "one login of the parent too")
 }

@@ -97,6 +97,9 @@ type Client struct {
 	rps      float64
 	requests *atomic.Uint64
 	derived  bool // made by WithAgency: the transport is not its own
+	// The agency a client made by WithAgency acts as: its refusals are
+	// about the agency's policy, not the engine's own credential.
+	agency *Agency
 
 	// ctx lives as long as the client: background work (IAM token renewal)
 	// stops when Close cancels it.
@@ -466,6 +469,15 @@ func (c *Client) classify(k call, ans *answer) *Error {
 		e.Kind, e.Detail = KindRefused, "refused the engine's credentials"
 		if k.action != "" {
 			e.Hint = "check the credentials in the engine's config and that they hold the IAM permission " + k.action
+		}
+		if a := c.agency; a != nil {
+			// Pointing at the engine's config would have the operator grant
+			// SMS rights to the one credential meant to hold none.
+			e.Detail = fmt.Sprintf("refused the temporary credentials of agency %q of account %q", a.Name, a.account())
+			if k.action != "" {
+				e.Hint = fmt.Sprintf("check that the policy attached to agency %q of account %q allows %s on this task's enterprise project "+
+					"(the engine's own credential needs no SMS permission)", a.Name, a.account(), k.action)
+			}
 		}
 	case s == http.StatusTooManyRequests:
 		e.Kind, e.Detail = KindThrottled, "throttled the request"

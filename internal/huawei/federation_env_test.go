@@ -262,3 +262,22 @@ func requireNoPiece(t *testing.T, text, secret, where string) {
 		require.False(t, strings.Contains(text, p), "%s holds a piece of a secret: %q", where, p)
 	}
 }
+
+// concurrently runs read from n goroutines at once and fails on any error.
+func concurrently(t *testing.T, n int, read func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- read()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}

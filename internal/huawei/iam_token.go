@@ -340,16 +340,20 @@ func (s *tokenSource) passwordLogin(ctx context.Context) (obtained, error) {
 }
 
 // tokenFailure words an IAM token call's failure other than a refusal.
-func tokenFailure(e *Error) {
+func tokenFailure(e *Error) { issueFailure(e, "the token request", "a token") }
+
+// issueFailure words the failure, other than a refusal, of an IAM call that
+// issues a credential: request names the call, what the credential.
+func issueFailure(e *Error, request, what string) {
 	switch e.Kind {
 	case KindThrottled:
-		e.Detail = "throttled the token request"
+		e.Detail = "throttled " + request
 	case KindServer:
-		e.Detail = "failed to issue a token"
+		e.Detail = "failed to issue " + what
 	case KindBadResponse:
 		// Keep the gateway's and the redirect's explanations.
 	default:
-		e.Kind, e.Detail = KindBadResponse, "answered the token request with an unexpected status; check iam_endpoint"
+		e.Kind, e.Detail = KindBadResponse, "answered "+request+" with an unexpected status; check iam_endpoint"
 	}
 }
 

@@ -1,36 +1,16 @@
 package huawei
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 )
-
-// lockedBuffer collects a logger's lines from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // IAM's token answer carries a new, valid IAM token in X-Subject-Token. When
 // the rest of the answer is unusable (an expires_at the client cannot read,
@@ -57,7 +37,7 @@ func TestAttackIDTokenExchangeAnswerQuotingItsNewTokenIsRedacted(t *testing.T) {
 				_, _ = w.Write([]byte(body))
 			}))
 			defer srv.Close()
-			logs := &lockedBuffer{}
+			logs := &syncBuffer{}
 			logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 			c, err := New(Options{Endpoint: srv.URL, IAMEndpoint: srv.URL, Method: MethodIDToken, IDPID: "idp",
 				IDToken: func(context.Context) (Secret, error) {

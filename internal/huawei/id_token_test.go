@@ -106,21 +106,10 @@ func TestIDTokenIsReadAfreshForEveryExchange(t *testing.T) {
 func TestIDTokenConcurrentReadersShareOneExchange(t *testing.T) {
 	e := newFedEnv(t, nil)
 	c := e.client(MethodIDToken, nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := c.Passphrase(context.Background(), fedTask)
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	concurrently(t, 20, func() error {
+		_, err := c.Passphrase(context.Background(), fedTask)
+		return err
+	})
 	require.EqualValues(t, 1, e.exchanges())
 	require.EqualValues(t, 1, e.jwtAsks.Load())
 }
