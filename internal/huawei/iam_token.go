@@ -59,6 +59,10 @@ type tokenSource struct {
 	mu          sync.Mutex
 	cred        credential
 	lastJWT     string    // the ID token of the last exchange, for redaction
+	refusedJWT  string    // the ID token IAM last refused
+	// replaced, when set, reports whether the credential a remembered
+	// refusal was about has been replaced since (a new ID token).
+	replaced func(ctx context.Context) bool
 	renewAt     time.Time // renewal is due from here
 	usableUntil time.Time // expiry less the clock-skew margin
 	renewing    bool      // a background renewal is running
@@ -140,12 +144,17 @@ func (s *tokenSource) current(ctx context.Context) (credential, error) {
 	}
 	if s.refusal != nil && now.Before(s.refusedTill) {
 		e := *s.refusal
-		e.Detail += fmt.Sprintf(" (remembered: IAM is not asked again for %s, %s; a config write retries at once)",
-			s.refusedTill.Sub(now).Round(time.Second), s.why)
 		s.mu.Unlock()
-		return credential{}, &e
+		// A refusal of one ID token says nothing of the next: one rotated
+		// into the file since is tried at once, not after the backoff.
+		if s.replaced == nil || !s.replaced(ctx) {
+			e.Detail += fmt.Sprintf(" (remembered: IAM is not asked again for %s, %s; a config write retries at once)",
+				s.refusedTill.Sub(now).Round(time.Second), s.why)
+			return credential{}, &e
+		}
+	} else {
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 
 	select {
 	case res := <-s.group.DoChan("token", s.fetchDetached):

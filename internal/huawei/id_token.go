@@ -27,6 +27,12 @@ func newIDTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
 	s.login = func(ctx context.Context) (obtained, error) {
 		return s.exchange(ctx, url, opts)
 	}
+	s.replaced = func(ctx context.Context) bool {
+		jwt, err := opts.IDToken(ctx)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return err == nil && jwt != "" && string(jwt) != s.refusedJWT
+	}
 	return s
 }
 
@@ -96,6 +102,9 @@ func (s *tokenSource) exchange(ctx context.Context, url string, opts Options) (o
 			e.Detail = fmt.Sprintf("refused the ID token (identity provider idp_id %q)", opts.IDPID)
 			e.Hint = "check that the identity provider trusts the token's issuer, audience (client ID) and signing key, " +
 				"that the token is valid now, and that a mapping rule of the provider matches its subject"
+			s.mu.Lock()
+			s.refusedJWT = string(jwt)
+			s.mu.Unlock()
 			s.remember(e)
 		} else {
 			tokenFailure(e)

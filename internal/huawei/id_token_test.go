@@ -311,3 +311,23 @@ func TestIDTokenThatIsNotACompactJWSIsNotSent(t *testing.T) {
 		require.Zero(t, e.exchanges())
 	}
 }
+
+// The refusal remembered is of one ID token: a new one (the kubelet rotated
+// the file after IAM refused an expired token) is exchanged at once, not
+// after the backoff; the same one is not sent again.
+func TestIDTokenRotatedAfterARefusalIsExchangedAtOnce(t *testing.T) {
+	e := newFedEnv(t, nil)
+	expired := e.sign(map[string]any{"exp": e.clock.Now().Add(-time.Minute).Unix()})
+	e.setJWT(expired, nil)
+	c := e.client(MethodIDToken, nil)
+	require.Error(t, e.read(c))
+	for range 3 {
+		require.Contains(t, asHuaweiError(t, e.read(c)).Detail, "remembered")
+	}
+	require.EqualValues(t, 1, e.exchanges(), "the refused token is not sent again")
+
+	e.setJWT(e.sign(nil), nil)
+	require.NoError(t, e.read(c))
+	require.EqualValues(t, 2, e.exchanges())
+	requireNoPiece(t, e.logs.String(), expired, "the log")
+}
