@@ -56,13 +56,13 @@ type tokenSource struct {
 
 	group singleflight.Group
 
-	mu          sync.Mutex
-	cred        credential
-	lastJWT     string    // the ID token of the last exchange, for redaction
-	refusedJWT  string    // the ID token IAM last refused
+	mu         sync.Mutex
+	cred       credential
+	lastJWT    string // the ID token of the last exchange, for redaction
+	refusedJWT string // the ID token IAM last refused
 	// replaced, when set, reports whether the credential a remembered
 	// refusal was about has been replaced since (a new ID token).
-	replaced func(ctx context.Context) bool
+	replaced    func(ctx context.Context) bool
 	renewAt     time.Time // renewal is due from here
 	usableUntil time.Time // expiry less the clock-skew margin
 	renewing    bool      // a background renewal is running
