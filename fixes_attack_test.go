@@ -15,7 +15,6 @@ import (
 // refusal then sees a new JWT at every read, and every read is a refused
 // exchange with IAM, the storm the backoff exists to prevent.
 func TestAttackPluginIdentityTokenRefusalIsNotRemembered(t *testing.T) {
-	t.Skip("attack: a refused plugin identity token is exchanged again at every read (Vault mints a new JWT each call)")
 	env := newIDTokenEnv(t, nil)
 	sys := &identitySystem{}
 	sys.issue = func(req *pluginutil.IdentityTokenRequest) (string, error) {
@@ -45,7 +44,6 @@ func TestAttackPluginIdentityTokenRefusalIsNotRemembered(t *testing.T) {
 // the number of refused exchanges is bounded only by how often the file
 // changes, not by the backoff.
 func TestAttackIDTokenFileTakingTurnsIsOneExchangePerRead(t *testing.T) {
-	t.Skip("attack: two refused JWTs taking turns in the file are each exchanged at every read")
 	env := newIDTokenEnv(t, nil)
 	a := env.mint("sub-a")
 	status, msg := env.configureIDToken(map[string]any{"cache_ttl": 0})

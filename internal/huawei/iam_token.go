@@ -2,6 +2,7 @@ package huawei
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -56,10 +57,12 @@ type tokenSource struct {
 
 	group singleflight.Group
 
-	mu         sync.Mutex
-	cred       credential
-	lastJWT    string // the ID token of the last exchange, for redaction
-	refusedJWT string // the ID token IAM last refused
+	mu      sync.Mutex
+	cred    credential
+	lastJWT string // the ID token of the last exchange, for redaction
+	// refusedJWTs are digests of the ID tokens IAM last refused, oldest
+	// first (at most maxRefusedJWTs).
+	refusedJWTs [][sha256.Size]byte
 	// replaced, when set, reports whether the credential a remembered
 	// refusal was about has been replaced since (a new ID token).
 	replaced    func(ctx context.Context) bool
