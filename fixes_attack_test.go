@@ -78,7 +78,6 @@ func TestAttackIDTokenFileTakingTurnsIsOneExchangePerRead(t *testing.T) {
 // replaced role builds a client of its own, each with its own assume_role,
 // instead of finishing with the credentials the role already had.
 func TestAttackRoleWriteDuringReadsIsAnAssumeRolePerCallInFlight(t *testing.T) {
-	t.Skip("attack: a role write during reads through its agency costs an assume_role per upstream call in flight")
 	env := newAgencyEnv(t)
 	const n = 8
 	var ids []string
