@@ -87,7 +87,9 @@ func (s *tokenSource) exchange(ctx context.Context, url string, opts Options) (o
 		return obtained{}, &Error{Kind: KindRefused, Service: "IAM", Detail: "was not asked for a token: the ID token is empty or not a compact JWS"}
 	}
 	s.mu.Lock()
-	s.lastJWT = string(jwt)
+	if s.lastJWT != string(jwt) {
+		s.prevJWT, s.lastJWT = s.lastJWT, string(jwt)
+	}
 	s.mu.Unlock()
 
 	var body idTokenRequest
