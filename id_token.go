@@ -12,6 +12,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/helper/pluginidentityutil"
@@ -61,8 +62,7 @@ func (b *backend) idTokenSource(cfg *smsConfig) func(context.Context) (huawei.Se
 		return func(context.Context) (huawei.Secret, error) { return readIDTokenFile(path) }
 	}
 	if cfg.IdentityTokenAudience != "" {
-		audience, ttl := cfg.IdentityTokenAudience, cfg.IdentityTokenTTL
-		return func(ctx context.Context) (huawei.Secret, error) { return b.pluginIdentityToken(ctx, audience, ttl) }
+		return b.heldPluginIdentityToken(cfg.IdentityTokenAudience, cfg.IdentityTokenTTL)
 	}
 	return func(context.Context) (huawei.Secret, error) { return "", errNoIDTokenSource }
 }
@@ -151,6 +151,33 @@ func (b *backend) pluginIdentityToken(ctx context.Context, audience string, ttl 
 		return "", identityTokenError(err)
 	}
 	return huawei.Secret(resp.Token.Token()), nil
+}
+
+// heldPluginIdentityToken asks Vault for a plugin identity token and uses
+// it for half its TTL. Vault mints a different JWT at every call (its times
+// move), and a refusal is remembered for the refused JWT only: asked afresh
+// at every read, each read during a remembered refusal would be an exchange
+// with IAM, and a call to Vault.
+func (b *backend) heldPluginIdentityToken(audience string, ttl time.Duration) func(context.Context) (huawei.Secret, error) {
+	var (
+		mu    sync.Mutex
+		held  huawei.Secret
+		until time.Time
+	)
+	return func(ctx context.Context) (huawei.Secret, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if held != "" && b.now().Before(until) {
+			return held, nil
+		}
+		start := b.now()
+		tok, err := b.pluginIdentityToken(ctx, audience, ttl)
+		if err != nil {
+			return "", err
+		}
+		held, until = tok, start.Add(ttl/2)
+		return tok, nil
+	}
 }
 
 // identityTokenError explains Vault's refusal to issue a plugin identity

@@ -148,6 +148,10 @@ func applyAgencyFields(r *role, d *framework.FieldData) []string {
 type agencyClients struct {
 	mu sync.Mutex
 	m  map[string]*huawei.Client
+	// retiring are the clients of roles replaced or deleted, until they
+	// are closed: the reads still in flight through such a role share one,
+	// instead of each upstream call of theirs assuming the agency anew.
+	retiring map[*agencyRef]*huawei.Client
 }
 
 // clientFor is the client a read through via makes its upstream calls
@@ -165,8 +169,11 @@ func (c *connection) clientFor(via *agencyRef) *huawei.Client {
 		// The role changed during this read, which is judged again by the
 		// stored role: it finishes, and leaves no client (nor credentials)
 		// that no role would ever drop.
+		if cl := c.agencies.retiring[via]; cl != nil {
+			return cl
+		}
 		cl := c.client.WithAgency(via.agency)
-		time.AfterFunc(2*c.cfg.RequestTimeout, cl.Close)
+		c.retire(via, cl)
 		return cl
 	}
 	if c.agencies.m == nil {
@@ -177,18 +184,36 @@ func (c *connection) clientFor(via *agencyRef) *huawei.Client {
 	return cl
 }
 
-// dropAgency forgets the credentials of key: the next read obtains new ones.
-// Reads in flight finish with the old ones: the client is closed only once
+// dropAgency forgets the credentials of via's key: the next read obtains new ones.
+// Reads in flight through via finish with the old ones (see retire): the client is closed only once
 // they must have ended, as a rotation's old connection is. Closing it at once
 // would cancel an assume_role in flight, and with it the reads of every
 // other role that shares the fetch (roles naming one agency share answers).
-func (c *connection) dropAgency(key string) {
+func (c *connection) dropAgency(via *agencyRef) {
 	c.agencies.mu.Lock()
 	defer c.agencies.mu.Unlock()
-	if cl := c.agencies.m[key]; cl != nil {
-		delete(c.agencies.m, key)
-		time.AfterFunc(2*c.cfg.RequestTimeout, cl.Close)
+	if cl := c.agencies.m[via.key]; cl != nil {
+		delete(c.agencies.m, via.key)
+		c.retire(via, cl)
 	}
+}
+
+// retire keeps cl for the reads in flight through via, a role replaced or
+// deleted, and closes it once they must have ended. The caller holds
+// c.agencies.mu.
+func (c *connection) retire(via *agencyRef, cl *huawei.Client) {
+	if c.agencies.retiring == nil {
+		c.agencies.retiring = map[*agencyRef]*huawei.Client{}
+	}
+	c.agencies.retiring[via] = cl
+	time.AfterFunc(2*c.cfg.RequestTimeout, func() {
+		c.agencies.mu.Lock()
+		if c.agencies.retiring[via] == cl {
+			delete(c.agencies.retiring, via)
+		}
+		c.agencies.mu.Unlock()
+		cl.Close()
+	})
 }
 
 // roleChanged drops the agency credentials of a role replaced or deleted,
@@ -199,6 +224,6 @@ func (b *backend) roleChanged(old *role) {
 	}
 	old.agency.dropped.Store(true)
 	if c := b.conn.Load(); c != nil {
-		c.dropAgency(old.agency.key)
+		c.dropAgency(old.agency)
 	}
 }

@@ -2,6 +2,7 @@ package huawei
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -56,10 +57,15 @@ type tokenSource struct {
 
 	group singleflight.Group
 
-	mu         sync.Mutex
-	cred       credential
-	lastJWT    string // the ID token of the last exchange, for redaction
-	refusedJWT string // the ID token IAM last refused
+	mu      sync.Mutex
+	cred    credential
+	lastJWT string // the ID token of the last exchange, for redaction
+	// prevJWT is the one exchanged before, for redaction too: a rotated
+	// token stays valid a while after its successor is written.
+	prevJWT string
+	// refusedJWTs are digests of the ID tokens IAM last refused, oldest
+	// first (at most maxRefusedJWTs).
+	refusedJWTs [][sha256.Size]byte
 	// replaced, when set, reports whether the credential a remembered
 	// refusal was about has been replaced since (a new ID token).
 	replaced    func(ctx context.Context) bool
@@ -110,7 +116,7 @@ func (s *tokenSource) authorize(ctx context.Context, req *http.Request) error {
 func (s *tokenSource) held() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append(s.cred.secrets(), nonEmpty(s.lastJWT)...)
+	return append(s.cred.secrets(), nonEmpty(s.lastJWT, s.prevJWT)...)
 }
 
 // renew forgets the credential a rejected request carried, unless another

@@ -2,15 +2,25 @@ package huawei
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 )
 
 // maxIDTokenLength bounds the JWT sent to IAM: a projected service-account
 // token is about 1 KB; one far larger is not an ID token.
 const maxIDTokenLength = 64 << 10
+
+// maxRefusedJWTs is how many refused ID tokens are remembered: a file whose
+// content takes turns between a few refused tokens is not an exchange per
+// read, while one rotated to a new token still is at once.
+const maxRefusedJWTs = 8
+
+// jwtDigest names an ID token without keeping it.
+func jwtDigest(jwt Secret) [sha256.Size]byte { return sha256.Sum256([]byte(jwt)) }
 
 // newIDTokenSource exchanges an OpenID Connect ID token for an IAM token
 // (POST /v3.0/OS-AUTH/id-token/tokens), reading the ID token afresh for
@@ -31,7 +41,7 @@ func newIDTokenSource(c *Client, iamBase string, opts Options) *tokenSource {
 		jwt, err := opts.IDToken(ctx)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return err == nil && jwt != "" && string(jwt) != s.refusedJWT
+		return err == nil && jwt != "" && !slices.Contains(s.refusedJWTs, jwtDigest(jwt))
 	}
 	return s
 }
@@ -77,7 +87,9 @@ func (s *tokenSource) exchange(ctx context.Context, url string, opts Options) (o
 		return obtained{}, &Error{Kind: KindRefused, Service: "IAM", Detail: "was not asked for a token: the ID token is empty or not a compact JWS"}
 	}
 	s.mu.Lock()
-	s.lastJWT = string(jwt)
+	if s.lastJWT != string(jwt) {
+		s.prevJWT, s.lastJWT = s.lastJWT, string(jwt)
+	}
 	s.mu.Unlock()
 
 	var body idTokenRequest
@@ -103,7 +115,12 @@ func (s *tokenSource) exchange(ctx context.Context, url string, opts Options) (o
 			e.Hint = "check that the identity provider trusts the token's issuer, audience (client ID) and signing key, " +
 				"that the token is valid now, and that a mapping rule of the provider matches its subject"
 			s.mu.Lock()
-			s.refusedJWT = string(jwt)
+			if d := jwtDigest(jwt); !slices.Contains(s.refusedJWTs, d) {
+				s.refusedJWTs = append(s.refusedJWTs, d)
+				if len(s.refusedJWTs) > maxRefusedJWTs {
+					s.refusedJWTs = s.refusedJWTs[1:]
+				}
+			}
 			s.mu.Unlock()
 			s.remember(e)
 		} else {
