@@ -4,17 +4,9 @@ package integration
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -44,52 +36,29 @@ const (
 )
 
 // oidcKey is one signing key of the issuer.
-type oidcKey struct {
-	kid string
-	rsa *rsa.PrivateKey
-	ec  *ecdsa.PrivateKey
-}
+type oidcKey struct{ *smsfake.Issuer }
 
 func newRSAKey(t *testing.T, kid string) *oidcKey {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	k, err := smsfake.NewIssuer(kid, "RS256")
 	require.NoError(t, err)
-	return &oidcKey{kid: kid, rsa: k}
+	return &oidcKey{k}
 }
 
 func newECKey(t *testing.T, kid string) *oidcKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := smsfake.NewIssuer(kid, "ES256")
 	require.NoError(t, err)
-	return &oidcKey{kid: kid, ec: k}
-}
-
-func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-// publicJWK is the key as an issuer publishes it in its JWKS.
-func (k *oidcKey) publicJWK() map[string]string {
-	if k.rsa != nil {
-		return map[string]string{"kty": "RSA", "kid": k.kid, "alg": "RS256", "use": "sig",
-			"n": b64url(k.rsa.N.Bytes()), "e": b64url(big.NewInt(int64(k.rsa.E)).Bytes())}
-	}
-	point, err := k.ec.PublicKey.Bytes() // 0x04, X, Y
-	if err != nil {
-		panic(err)
-	}
-	return map[string]string{"kty": "EC", "kid": k.kid, "alg": "ES256", "use": "sig", "crv": "P-256",
-		"x": b64url(point[1:33]), "y": b64url(point[33:])}
+	return &oidcKey{k}
 }
 
 // jwksDocument is the JWKS an operator pastes into IAM's identity provider.
 func jwksDocument(keys ...*oidcKey) json.RawMessage {
-	doc := struct {
-		Keys []map[string]string `json:"keys"`
-	}{}
+	var issuers []*smsfake.Issuer
 	for _, k := range keys {
-		doc.Keys = append(doc.Keys, k.publicJWK())
+		issuers = append(issuers, k.Issuer)
 	}
-	raw, _ := json.Marshal(doc)
-	return raw
+	return smsfake.JWKS(issuers...)
 }
 
 // idToken signs the claims of a service-account token valid for an hour
@@ -98,28 +67,11 @@ func jwksDocument(keys ...*oidcKey) json.RawMessage {
 func (k *oidcKey) idToken(t *testing.T) string {
 	t.Helper()
 	now := time.Now()
-	alg := "RS256"
-	if k.ec != nil {
-		alg = "ES256"
-	}
-	header, _ := json.Marshal(map[string]string{"alg": alg, "kid": k.kid, "typ": "JWT"})
-	claims, _ := json.Marshal(map[string]any{"iss": oidcIssuer, "aud": []string{oidcAudience}, "sub": oidcSubject,
+	jwt, err := k.Sign(map[string]any{"iss": oidcIssuer, "aud": []string{oidcAudience}, "sub": oidcSubject,
 		"iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(), "exp": now.Add(time.Hour).Unix(),
 		"kubernetes.io": map[string]any{"namespace": "vault", "serviceaccount": map[string]string{"name": "vault"}}})
-	input := b64url(header) + "." + b64url(claims)
-	digest := sha256.Sum256([]byte(input))
-	var sig []byte
-	if k.rsa != nil {
-		var err error
-		sig, err = rsa.SignPKCS1v15(rand.Reader, k.rsa, crypto.SHA256, digest[:])
-		require.NoError(t, err)
-	} else {
-		r, s, err := ecdsa.Sign(rand.Reader, k.ec, digest[:])
-		require.NoError(t, err)
-		sig = append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
-	}
-	jwt := input + "." + b64url(sig)
-	neverLog(jwt, b64url(sig))
+	require.NoError(t, err)
+	neverLog(jwt, jwt[strings.LastIndexByte(jwt, '.')+1:])
 	return jwt
 }
 
