@@ -404,12 +404,7 @@ func (c *smsConfig) validateCredentials() []string {
 		if err := checkVisibleASCII(string(c.SecurityToken), maxTokenLength); c.SecurityToken != "" && (err != nil || len(c.SecurityToken) < minSecretLength) {
 			fail("security_token must be %d to %d printable ASCII characters without spaces", minSecretLength, maxTokenLength)
 		}
-		if c.ProjectID != "" && !idPattern.MatchString(c.ProjectID) {
-			fail("project_id must be 1 to 64 letters, digits, '-' or '_'")
-		}
-		if c.DomainID != "" && !idPattern.MatchString(c.DomainID) {
-			fail("domain_id must be 1 to 64 letters, digits, '-' or '_'")
-		}
+		errs = append(errs, c.scopeProblems()...)
 	case authMethodPassword:
 		var missing []string
 		for name, v := range map[string]string{"username": c.Username, "password": string(c.Password), "domain_name": c.DomainName} {
@@ -427,11 +422,26 @@ func (c *smsConfig) validateCredentials() []string {
 		if err := checkPrintable(string(c.Password), maxPasswordLength); c.Password != "" && (err != nil || len(c.Password) < minPasswordLength || huawei.HoldsHidden(string(c.Password))) {
 			fail("password must be %d to %d bytes of valid UTF-8 without control, format or other hidden characters (or U+FFFD)", minPasswordLength, maxPasswordLength)
 		}
-		if err := checkPrintable(c.DomainName, maxNameLength); c.DomainName != "" && err != nil {
-			fail("domain_name %s", err)
-		}
+		errs = append(errs, c.scopeProblems()...)
 	case authMethodIDToken:
 		errs = append(errs, c.validateIDToken()...)
+	}
+	return errs
+}
+
+// scopeProblems checks the project and account fields that are set:
+// project_id and domain_id (access keys, id_token), domain_name (password,
+// id_token). Validation runs it only for the method the fields belong to.
+func (c *smsConfig) scopeProblems() []string {
+	var errs []string
+	if c.ProjectID != "" && !idPattern.MatchString(c.ProjectID) {
+		errs = append(errs, "project_id must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	if c.DomainID != "" && !idPattern.MatchString(c.DomainID) {
+		errs = append(errs, "domain_id must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	if err := checkPrintable(c.DomainName, maxNameLength); c.DomainName != "" && err != nil {
+		errs = append(errs, "domain_name "+err.Error())
 	}
 	return errs
 }
@@ -455,15 +465,7 @@ func (c *smsConfig) validateIDToken() []string {
 	if scopes != 1 {
 		fail("the id_token method needs exactly one scope for its token: set one of project_id, domain_id or domain_name (clear the others with empty values)")
 	}
-	if c.ProjectID != "" && !idPattern.MatchString(c.ProjectID) {
-		fail("project_id must be 1 to 64 letters, digits, '-' or '_'")
-	}
-	if c.DomainID != "" && !idPattern.MatchString(c.DomainID) {
-		fail("domain_id must be 1 to 64 letters, digits, '-' or '_'")
-	}
-	if err := checkPrintable(c.DomainName, maxNameLength); c.DomainName != "" && err != nil {
-		fail("domain_name %s", err)
-	}
+	errs = append(errs, c.scopeProblems()...)
 	if c.IAMEndpoint == "" {
 		fail("iam_endpoint is required by the id_token method")
 	}
